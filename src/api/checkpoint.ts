@@ -1,0 +1,77 @@
+/** KybernateCheckpoint: one checkpoint of one container of a pod (CPU state, plus GPU state when enabled). */
+import { Type, type Static } from '@sinclair/typebox';
+import { GpuCheckpointSchema, StorageSchema, operationStatusFields, resourceSchema, type KubeResource } from './common.ts';
+import { AGE_COLUMN, literalsObject, type KindDefinition } from './kind.ts';
+import { CHECKPOINT_NAMES } from './meta.ts';
+import { DnsLabel, DnsSubdomain, celRules, closed, type CelRule } from './schema-kit.ts';
+
+/** Phases of a one-shot operation (checkpoint or restore). */
+export const OPERATION_PHASES = ['Pending', 'Running', 'Completed', 'Failed'] as const;
+export type OperationPhase = (typeof OPERATION_PHASES)[number];
+export const OperationPhase = literalsObject(OPERATION_PHASES);
+
+/** Condition set on checkpoints and restores: True once the operation succeeded, False with a reason when it failed. */
+export const OPERATION_CONDITION_TYPES = ['Completed'] as const;
+export type OperationConditionType = (typeof OPERATION_CONDITION_TYPES)[number];
+export const OperationConditionType = literalsObject(OPERATION_CONDITION_TYPES);
+
+export function immutableSpec(kind: string): CelRule {
+  return { rule: 'self == oldSelf', message: `spec is immutable: create a new ${kind} instead of changing this one` };
+}
+
+export const KybernateCheckpointSpecSchema = Type.Object(
+  {
+    podName: DnsSubdomain({ description: 'Name of the pod (same namespace) whose container is checkpointed.' }),
+    containerName: Type.Optional(
+      DnsLabel({ description: 'Container to checkpoint; may be left out when the pod has exactly one container.' }),
+    ),
+    leaveRunning: Type.Boolean({
+      description: 'Keep the container running after the checkpoint (a snapshot); false stops it (the scale-to-zero case).',
+      default: false,
+    }),
+    storage: StorageSchema,
+    gpu: GpuCheckpointSchema,
+  },
+  {
+    ...closed,
+    description: 'What to checkpoint and where to put it. Immutable after creation.',
+    ...celRules(immutableSpec(CHECKPOINT_NAMES.kind)),
+  },
+);
+
+export const KybernateCheckpointStatusSchema = Type.Object(
+  {
+    ...operationStatusFields(OPERATION_PHASES, 'checkpoint'),
+    location: Type.Optional(Type.String({ description: 'Where the checkpoint images are, on the node or the shared volume.', maxLength: 4096 })),
+    sizeBytes: Type.Optional(Type.Integer({ description: 'Total size of the checkpoint images, in bytes.', minimum: 0, format: 'int64' })),
+    checkpointDurationSeconds: Type.Optional(
+      Type.Number({ description: 'How long the checkpoint took (GPU lock and checkpoint, CRIU dump), in seconds.', minimum: 0 }),
+    ),
+  },
+  { ...closed, description: 'Progress and result of the checkpoint, written by the controller.' },
+);
+
+export const KybernateCheckpointSchema = resourceSchema(
+  CHECKPOINT_NAMES.kind,
+  KybernateCheckpointSpecSchema,
+  KybernateCheckpointStatusSchema,
+  'A checkpoint of one container of a pod: its process state (CRIU) and, when enabled, its GPU state (CUDA).',
+);
+
+export type KybernateCheckpointSpec = Static<typeof KybernateCheckpointSpecSchema>;
+export type KybernateCheckpointStatus = Static<typeof KybernateCheckpointStatusSchema>;
+export type KybernateCheckpoint = KubeResource<KybernateCheckpointSpec, KybernateCheckpointStatus>;
+
+export const CHECKPOINT_KIND: KindDefinition = {
+  names: CHECKPOINT_NAMES,
+  schema: KybernateCheckpointSchema,
+  printerColumns: [
+    { name: 'Pod', type: 'string', jsonPath: '.spec.podName', description: 'Pod checkpointed.' },
+    { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Where the checkpoint is.' },
+    { name: 'Node', type: 'string', jsonPath: '.status.node', description: 'Node the checkpoint was taken on.' },
+    { name: 'Size', type: 'integer', jsonPath: '.status.sizeBytes', description: 'Size of the images in bytes.' },
+    { name: 'GPU', type: 'boolean', jsonPath: '.spec.gpu.enabled', description: 'Whether GPU state is included.', priority: 1 },
+    { name: 'Location', type: 'string', jsonPath: '.status.location', description: 'Where the images are.', priority: 1 },
+    AGE_COLUMN,
+  ],
+};
