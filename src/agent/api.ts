@@ -1,0 +1,209 @@
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { PROTO_ROOT } from './containerd/protos.ts';
+import type { Operation } from './operations/state.ts';
+import type { OciDevice } from './spec.ts';
+import type { RestoreRequest } from './restore.ts';
+import type { CheckpointRequest } from './checkpoint.ts';
+import type { CheckpointManifest } from './store/manifest.ts';
+
+/** The wire shapes of agent.proto (field names as in the .proto file). */
+export interface CheckpointRequestMessage {
+  operation_id: string;
+  namespace: string;
+  container_id: string;
+  leave_running: boolean;
+  checkpoint_id: string;
+}
+
+export interface MountMessage {
+  destination: string;
+  source: string;
+  type: string;
+  options: string[];
+}
+
+export interface DeviceMessage {
+  path: string;
+  type: string;
+  major: number;
+  minor: number;
+  file_mode: number;
+  uid: number;
+  gid: number;
+}
+
+export interface RestoreRequestMessage {
+  operation_id: string;
+  checkpoint_id: string;
+  namespace: string;
+  container_id: string;
+  target: { netns_path: string; cgroup_parent: string; mounts: MountMessage[]; devices: DeviceMessage[] } | null;
+}
+
+export interface OperationMessage {
+  id: string;
+  kind: string;
+  state: 'OPERATION_STATE_UNSPECIFIED' | Operation['state'];
+  namespace: string;
+  container_id: string;
+  steps: { name: string; duration_ms?: number }[];
+  checkpoint_id: string;
+  pid: number;
+  error_code: string;
+  error_message: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface CheckpointMessage {
+  id: string;
+  namespace: string;
+  container_id: string;
+  image_ref: string;
+  image_digest: string;
+  created_at: string;
+  size_bytes: number;
+  leave_running: boolean;
+  node: string;
+  kernel_version: string;
+  criu_version: string;
+  containerd_version: string;
+  network_namespace: string;
+  timings_ms: Record<string, number>;
+  manifest_json: string;
+}
+
+export interface AgentStatusMessage {
+  node: string;
+  kernel_version: string;
+  criu_version: string;
+  containerd_version: string;
+  containerd_address: string;
+  containerd_reachable: boolean;
+  store_root: string;
+  checkpoint_count: number;
+  running_operations: number;
+  log_dir: string;
+}
+
+/** Carries the KybernateError code across gRPC, so that clients get the same typed codes as the agent. */
+export const ERROR_CODE_METADATA = 'kybernate-error-code';
+
+let definition: protoLoader.PackageDefinition | undefined;
+
+export function agentServiceDefinition(): grpc.ServiceDefinition {
+  definition ??= protoLoader.loadSync(path.join(PROTO_ROOT, 'kybernate/agent/v1/agent.proto'), {
+    keepCase: true,
+    longs: Number,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    kybernate: { agent: { v1: { Agent: grpc.ServiceClientConstructor } } };
+  };
+  return loaded.kybernate.agent.v1.Agent.service;
+}
+
+export function agentClientConstructor(): grpc.ServiceClientConstructor {
+  agentServiceDefinition();
+  const loaded = grpc.loadPackageDefinition(definition!) as unknown as {
+    kybernate: { agent: { v1: { Agent: grpc.ServiceClientConstructor } } };
+  };
+  return loaded.kybernate.agent.v1.Agent;
+}
+
+/** Which gRPC status a Kybernate error code travels as. */
+export function grpcStatusFor(code: string): grpc.status {
+  switch (code) {
+    case 'NotFound':
+      return grpc.status.NOT_FOUND;
+    case 'InvalidInput':
+      return grpc.status.INVALID_ARGUMENT;
+    case 'AlreadyExists':
+      return grpc.status.ALREADY_EXISTS;
+    case 'FailedPrecondition':
+    case 'BaseImageMissing':
+    case 'PidCollision':
+      return grpc.status.FAILED_PRECONDITION;
+    case 'CorruptArtifact':
+      return grpc.status.DATA_LOSS;
+    case 'Unavailable':
+      return grpc.status.UNAVAILABLE;
+    case 'DeadlineExceeded':
+      return grpc.status.DEADLINE_EXCEEDED;
+    default:
+      return grpc.status.INTERNAL;
+  }
+}
+
+export function checkpointRequestFromMessage(message: CheckpointRequestMessage): CheckpointRequest & { operationId: string } {
+  return {
+    operationId: message.operation_id,
+    namespace: message.namespace,
+    containerId: message.container_id,
+    leaveRunning: message.leave_running,
+    ...(message.checkpoint_id ? { checkpointId: message.checkpoint_id } : {}),
+  };
+}
+
+export function restoreRequestFromMessage(message: RestoreRequestMessage): RestoreRequest & { operationId: string } {
+  const target = message.target;
+  return {
+    operationId: message.operation_id,
+    checkpointId: message.checkpoint_id,
+    ...(message.namespace ? { namespace: message.namespace } : {}),
+    ...(message.container_id ? { containerId: message.container_id } : {}),
+    target: {
+      ...(target?.netns_path ? { netnsPath: target.netns_path } : {}),
+      ...(target?.cgroup_parent ? { cgroupParent: target.cgroup_parent } : {}),
+      ...(target?.mounts.length ? { mounts: target.mounts.map((m) => ({ destination: m.destination, source: m.source, type: m.type || 'bind', options: m.options })) } : {}),
+      ...(target?.devices.length
+        ? {
+            devices: target.devices.map(
+              (d): OciDevice => ({ path: d.path, type: d.type as OciDevice['type'], major: d.major, minor: d.minor, fileMode: d.file_mode || 0o666, uid: d.uid, gid: d.gid }),
+            ),
+          }
+        : {}),
+    },
+  };
+}
+
+export function operationToMessage(op: Operation): OperationMessage {
+  return {
+    id: op.id,
+    kind: op.kind,
+    state: op.state,
+    namespace: op.namespace,
+    container_id: op.containerId,
+    steps: op.steps.map((s) => (s.ms === undefined ? { name: s.name } : { name: s.name, duration_ms: s.ms })),
+    checkpoint_id: op.checkpointId ?? '',
+    pid: op.pid ?? 0,
+    error_code: op.error?.code ?? '',
+    error_message: op.error?.message ?? '',
+    created_at: op.createdAt,
+    updated_at: op.updatedAt,
+  };
+}
+
+export function checkpointToMessage(manifest: CheckpointManifest): CheckpointMessage {
+  return {
+    id: manifest.id,
+    namespace: manifest.source.namespace,
+    container_id: manifest.source.containerId,
+    image_ref: manifest.source.image.ref,
+    image_digest: manifest.source.image.digest,
+    created_at: manifest.createdAt,
+    size_bytes: manifest.files.reduce((sum, file) => sum + file.size, 0),
+    leave_running: manifest.leaveRunning,
+    node: manifest.node,
+    kernel_version: manifest.versions.kernel,
+    criu_version: manifest.versions.criu,
+    containerd_version: manifest.versions.containerd,
+    network_namespace: manifest.source.networkNamespace,
+    timings_ms: manifest.timings,
+    manifest_json: JSON.stringify(manifest),
+  };
+}

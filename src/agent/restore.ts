@@ -1,0 +1,192 @@
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { InvalidInputError, KybernateError, NotFoundError } from '../lib/errors.ts';
+import { ROOTFS_DIFF_MEDIA_TYPE, criuLogErrors, rollback, type AgentContext } from './checkpoint.ts';
+import { encodeRestoreTaskOptions } from './containerd/runc-options.ts';
+import type { Mount } from './containerd/types.ts';
+import { AlreadyExistsError, BaseImageMissingError, ContainerdError, PidCollisionError } from './errors.ts';
+import type { ReportStep } from './operations/registry.ts';
+import { checkRestoreTarget, parseSpec, restoreSpec, type RestoreTarget } from './spec.ts';
+import { ROOTFS_DIFF_FILE, SPEC_FILE, isValidCheckpointId, type CheckpointManifest } from './store/manifest.ts';
+
+export const OCI_SPEC_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
+const LEASE_TTL_MS = 60 * 60 * 1000;
+/** CRIU's words when a pid it must recreate is taken (clone3 with set_tid, or the older ns_last_pid path). */
+const PID_COLLISION = /Can't fork for \d+|set_tid|Pid \d+ is already taken|File exists/;
+
+export interface RestoreRequest {
+  checkpointId: string;
+  /** namespace and id of the new container; default: the checkpointed container's */
+  namespace?: string;
+  containerId?: string;
+  target: RestoreTarget;
+}
+
+export interface RestoreResult {
+  namespace: string;
+  containerId: string;
+  pid: number;
+  logPath: string;
+  timings: Record<string, number>;
+}
+
+/** The namespace and id a restore will create, as the request and the manifest decide them. */
+export function restoreDestination(request: RestoreRequest, manifest: Pick<CheckpointManifest, 'source'>): { namespace: string; containerId: string } {
+  return { namespace: request.namespace || manifest.source.namespace, containerId: request.containerId || manifest.source.containerId };
+}
+
+export function validateRestoreRequest(request: RestoreRequest): void {
+  if (!request.checkpointId) throw new InvalidInputError('restore: checkpoint_id is required');
+  if (!isValidCheckpointId(request.checkpointId)) throw new InvalidInputError(`restore: invalid checkpoint_id "${request.checkpointId}"`);
+}
+
+export function restoreLogPath(logDir: string, namespace: string, containerId: string): string {
+  return path.join(logDir, namespace, `${containerId}.log`);
+}
+
+/**
+ * Restores a stored checkpoint into a new container: verifies the artifact, prepares a snapshot from the
+ * base image and applies the rootfs diff, creates the container with the checkpoint's spec placed into
+ * the target, and lets runc/CRIU restore the task from a hard-linked copy of the image. On any failure
+ * everything created so far (task, container, snapshot, lease, work dir) is removed again.
+ */
+export async function restoreCheckpoint(ctx: AgentContext, request: RestoreRequest, step: ReportStep): Promise<RestoreResult> {
+  validateRestoreRequest(request);
+  const { containerd, store } = ctx;
+  const timings: Record<string, number> = {};
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    step(name);
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      timings[name] = Math.round((performance.now() - t0) * 100) / 100;
+    }
+  };
+
+  // Checksums are checked before anything else: a corrupted artifact never reaches CRIU.
+  const manifest = await timed('verify', () => store.verify(request.checkpointId));
+  const { namespace, containerId } = restoreDestination(request, manifest);
+  const { source } = manifest;
+  const context = { checkpoint: manifest.id, namespace, container: containerId };
+  const log = ctx.log.child(context);
+  checkRestoreTarget(source.networkNamespace, request.target, context);
+  const call = { namespace };
+
+  await timed('preflight', async () => {
+    if (source.image.ref) {
+      const image = await containerd.getImage(source.image.ref, call).catch((err: unknown) => {
+        if (err instanceof NotFoundError) throw new BaseImageMissingError(`base image ${source.image.ref} is not on this node (namespace ${namespace})`, context);
+        throw err;
+      });
+      if (source.image.digest && image.target?.digest !== source.image.digest) {
+        throw new BaseImageMissingError(`base image ${source.image.ref} is ${image.target?.digest}, the checkpoint needs ${source.image.digest}`, context);
+      }
+    }
+    if (source.snapshotParent) {
+      await containerd.statSnapshot(source.snapshotter, source.snapshotParent, call).catch((err: unknown) => {
+        if (err instanceof NotFoundError) {
+          throw new BaseImageMissingError(`base image ${source.image.ref} is not unpacked for snapshotter ${source.snapshotter} (no snapshot ${source.snapshotParent})`, context);
+        }
+        throw err;
+      });
+    }
+    const existing = await containerd.getContainer(containerId, call).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    if (existing) throw new AlreadyExistsError(`container ${containerId} exists already in namespace ${namespace}`, context);
+  });
+
+  const artifact = store.artifactPath(manifest.id);
+  const spec = restoreSpec(parseSpec(await fs.readFile(path.join(artifact, SPEC_FILE), 'utf8')), containerId, namespace, request.target);
+  const leaseId = `kybernate-restore-${containerId}-${randomBytes(4).toString('hex')}`;
+  const lease = { namespace, lease: leaseId };
+  const logPath = restoreLogPath(ctx.logDir, namespace, containerId);
+  const created = { lease: false, snapshot: false, container: false, task: false };
+  let workspaceDir: string | undefined;
+  let succeeded = false;
+  try {
+    await containerd.createLease(leaseId, new Date(Date.now() + LEASE_TTL_MS), { 'kybernate.io/checkpoint': manifest.id }, call);
+    created.lease = true;
+
+    const mounts = await timed('rootfs', async () => {
+      const mounts = await containerd.prepareSnapshot(source.snapshotter, containerId, source.snapshotParent, lease);
+      created.snapshot = true;
+      await applyRootfsDiff(ctx, manifest, artifact, mounts, lease);
+      return mounts;
+    });
+
+    await timed('container', async () => {
+      const options = source.runtime.options;
+      await containerd.createContainer(
+        {
+          id: containerId,
+          labels: { 'kybernate.io/checkpoint': manifest.id },
+          image: source.image.ref,
+          runtime: { name: source.runtime.name, options: options ? { type_url: options.typeUrl, value: Buffer.from(options.valueBase64, 'base64') } : null },
+          spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
+          snapshotter: source.snapshotter,
+          snapshot_key: containerId,
+        },
+        call,
+      );
+      created.container = true;
+    });
+
+    const workspace = await timed('workspace', () => store.prepareRestoreWorkspace(manifest.id, `restore-${containerId}`));
+    workspaceDir = workspace.dir;
+
+    await timed('task-create', async () => {
+      await fs.mkdir(path.dirname(logPath), { recursive: true, mode: 0o700 });
+      const runtimeOptions = source.runtime.options ? { type_url: source.runtime.options.typeUrl, value: Buffer.from(source.runtime.options.valueBase64, 'base64') } : null;
+      const stdio = `file://${logPath}`;
+      await containerd.createTask(
+        { containerId, rootfs: mounts, stdout: stdio, stderr: stdio, options: encodeRestoreTaskOptions(runtimeOptions, workspace.imagePath, workspace.workPath) },
+        { namespace, timeoutMs: ctx.criuTimeoutMs },
+      );
+      created.task = true;
+    });
+
+    const { pid } = await timed('criu-restore', async () => {
+      try {
+        return await containerd.startTask(containerId, { namespace, timeoutMs: ctx.criuTimeoutMs });
+      } catch (err) {
+        throw await explainRestoreFailure(err, path.join(workspace.workPath, 'restore.log'), context);
+      }
+    });
+    succeeded = true;
+    log.info({ pid, timings, logPath }, 'checkpoint restored');
+    return { namespace, containerId, pid, logPath, timings };
+  } finally {
+    await rollback(log, [
+      ['delete task', created.task && !succeeded, () => containerd.deleteTask(containerId, call)],
+      ['delete container', created.container && !succeeded, () => containerd.deleteContainer(containerId, call)],
+      ['remove snapshot', created.snapshot && !succeeded, () => containerd.removeSnapshot(source.snapshotter, containerId, call)],
+      ['delete lease', created.lease, () => containerd.deleteLease(leaseId, call)],
+      ['remove work dir', workspaceDir !== undefined, () => store.removeWorkDir(workspaceDir!)],
+    ]);
+  }
+}
+
+/** Puts the artifact's rootfs diff into the content store (under the restore's lease) and applies it to the new snapshot. */
+async function applyRootfsDiff(ctx: AgentContext, manifest: CheckpointManifest, artifact: string, mounts: Mount[], lease: { namespace: string; lease: string }): Promise<void> {
+  const diffFile = manifest.files.find((file) => file.path === ROOTFS_DIFF_FILE)!;
+  const digest = `sha256:${diffFile.sha256}`;
+  const chunks = createReadStream(path.join(artifact, ROOTFS_DIFF_FILE), { highWaterMark: 1 << 20 });
+  await ctx.containerd.writeContent(`kybernate-rootfs-${manifest.id}`, chunks as AsyncIterable<Buffer>, diffFile.size, digest, lease);
+  await ctx.containerd.applyDiff({ media_type: ROOTFS_DIFF_MEDIA_TYPE, digest, size: diffFile.size }, mounts, lease);
+}
+
+/** Turns runc's "criu failed" into an error that carries CRIU's own explanation, and names pid collisions. */
+async function explainRestoreFailure(err: unknown, restoreLog: string, context: Record<string, unknown>): Promise<unknown> {
+  if (!(err instanceof KybernateError)) return err;
+  const criuErrors = await criuLogErrors(restoreLog);
+  if (PID_COLLISION.test(criuErrors)) {
+    return new PidCollisionError(`CRIU could not recreate the checkpointed pids: they are in use in the target pid namespace\n${criuErrors}`, context, { cause: err });
+  }
+  if (!criuErrors) return err;
+  return new ContainerdError(`${err.message}\nCRIU restore.log:\n${criuErrors}`, { ...err.context, ...context }, { cause: err });
+}

@@ -1,0 +1,128 @@
+import { InvalidInputError } from '../lib/errors.ts';
+import { FailedPreconditionError } from './errors.ts';
+import type { NamespaceOriginKind } from './store/manifest.ts';
+
+/** The parts of an OCI runtime spec the agent reads or rewrites; everything else passes through untouched. */
+export interface OciSpec {
+  mounts?: OciMount[];
+  linux?: {
+    namespaces?: { type: string; path?: string }[];
+    cgroupsPath?: string;
+    devices?: OciDevice[];
+    resources?: { devices?: { allow: boolean; type?: string; major?: number; minor?: number; access?: string }[] } & Record<string, unknown>;
+  } & Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+export interface OciMount {
+  destination: string;
+  source?: string;
+  type?: string;
+  options?: string[];
+}
+
+export interface OciDevice {
+  path: string;
+  type: 'c' | 'b' | 'u' | 'p';
+  major: number;
+  minor: number;
+  fileMode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+/**
+ * Where a restored container goes. Empty = standalone (what the checkpoint had). The pod-sandbox case
+ * joins an existing network namespace and cgroup parent; mounts and devices replace those of the same
+ * destination/path or are added (CRIU restores the mount table of the dump, so a destination it did not
+ * have only matters to runc).
+ */
+export interface RestoreTarget {
+  netnsPath?: string;
+  cgroupParent?: string;
+  mounts?: OciMount[];
+  devices?: OciDevice[];
+}
+
+export function parseSpec(json: string): OciSpec {
+  const spec = JSON.parse(json) as unknown;
+  if (!spec || typeof spec !== 'object' || Array.isArray(spec)) throw new InvalidInputError('container spec is not a JSON object');
+  return spec as OciSpec;
+}
+
+export function namespaceOrigin(spec: OciSpec, type: 'network' | 'pid'): NamespaceOriginKind {
+  const ns = spec.linux?.namespaces?.find((n) => n.type === type);
+  if (!ns) return 'host';
+  return ns.path ? 'path' : 'own';
+}
+
+/**
+ * The checkpointed network namespace decides where a restore may go: a task that had its own netns gets
+ * it back from CRIU (standalone only); a task that ran in a namespace given by path (a pod sandbox) was
+ * dumped with that netns as external, so CRIU needs one to join again.
+ */
+export function checkRestoreTarget(networkOrigin: NamespaceOriginKind, target: RestoreTarget, context: Record<string, unknown>): void {
+  if (networkOrigin === 'path' && !target.netnsPath) {
+    throw new FailedPreconditionError(
+      'the checkpoint was taken in an external network namespace (a pod sandbox); a restore needs a target netns path',
+      context,
+    );
+  }
+  if (networkOrigin !== 'path' && target.netnsPath) {
+    throw new FailedPreconditionError(
+      `the checkpoint has ${networkOrigin === 'own' ? 'its own' : "the host's"} network namespace, which CRIU restores as it was; it cannot join ${target.netnsPath}`,
+      context,
+    );
+  }
+  if (target.netnsPath && !target.netnsPath.startsWith('/')) throw new InvalidInputError(`netns path must be absolute: ${target.netnsPath}`, context);
+  for (const mount of target.mounts ?? []) {
+    if (!mount.destination.startsWith('/')) throw new InvalidInputError(`mount destination must be absolute: ${mount.destination}`, context);
+  }
+  for (const device of target.devices ?? []) {
+    if (!device.path.startsWith('/dev/')) throw new InvalidInputError(`device path must be under /dev: ${device.path}`, context);
+  }
+}
+
+/** The cgroup path of the restored container: `<parent>/<id>`, the parent being the target's or the original's. */
+export function restoredCgroupsPath(original: string | undefined, containerId: string, namespace: string, cgroupParent?: string): string {
+  // systemd driver form "slice:prefix:name"
+  if (!cgroupParent && original?.includes(':')) {
+    const [slice, prefix] = original.split(':');
+    return `${slice}:${prefix}:${containerId}`;
+  }
+  if (cgroupParent?.includes('.slice')) return `${cgroupParent}:kybernate:${containerId}`;
+  const parent = cgroupParent ?? (original ? original.replace(/\/[^/]*$/, '') : `/${namespace}`);
+  return `${parent.replace(/\/$/, '')}/${containerId}`;
+}
+
+/** The spec of the restored container: the checkpoint's, placed into the target. Does not modify `spec`. */
+export function restoreSpec(spec: OciSpec, containerId: string, namespace: string, target: RestoreTarget): OciSpec {
+  const linux = { ...(spec.linux ?? {}) };
+  if (target.netnsPath) {
+    const others = (linux.namespaces ?? []).filter((ns) => ns.type !== 'network');
+    linux.namespaces = [...others, { type: 'network', path: target.netnsPath }];
+  }
+  linux.cgroupsPath = restoredCgroupsPath(spec.linux?.cgroupsPath, containerId, namespace, target.cgroupParent);
+  if (target.devices?.length) {
+    const byPath = new Map((linux.devices ?? []).map((d) => [d.path, d]));
+    for (const device of target.devices) byPath.set(device.path, device);
+    linux.devices = [...byPath.values()];
+    const rules = linux.resources?.devices ?? [];
+    linux.resources = {
+      ...(linux.resources ?? {}),
+      devices: [
+        ...rules,
+        ...target.devices.map((d) => ({ allow: true, type: d.type, major: d.major, minor: d.minor, access: 'rwm' })),
+      ],
+    };
+  }
+  let mounts = spec.mounts;
+  if (target.mounts?.length) {
+    const byDestination = new Map((spec.mounts ?? []).map((m) => [m.destination, m]));
+    for (const mount of target.mounts) {
+      byDestination.set(mount.destination, { type: 'bind', options: ['rbind', 'rw'], ...mount });
+    }
+    mounts = [...byDestination.values()];
+  }
+  return { ...spec, mounts, linux };
+}
