@@ -4,6 +4,7 @@
  * anything else unknown is an error rather than a CRD the API server would refuse at install time.
  */
 import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { InvalidInputError } from '../lib/errors.ts';
 import { CHECKPOINT_KIND } from './checkpoint.ts';
 import type { KindDefinition } from './kind.ts';
@@ -124,4 +125,20 @@ export function buildCrd(definition: KindDefinition): Record<string, unknown> {
       ],
     },
   };
+}
+
+export function kindDefinition(kind: string): KindDefinition {
+  const definition = KIND_DEFINITIONS.find((candidate) => candidate.names.kind === kind);
+  if (!definition) {
+    throw new InvalidInputError(`unknown kind "${kind}": expected one of ${KIND_DEFINITIONS.map((d) => d.names.kind).join(', ')}`, { kind });
+  }
+  return definition;
+}
+
+/**
+ * A copy of `object` with the schema defaults of its kind filled in, as the API server fills them in
+ * before validation and storage (so in-memory objects look like ones read back from the server).
+ */
+export function withDefaults<T extends { kind: string }>(object: T): T {
+  return Value.Default(kindDefinition(object.kind).schema, structuredClone(object)) as T;
 }

@@ -15,3 +15,4 @@ export * from './workload.ts';
 export * from './checkpoint.ts';
 export * from './restore.ts';
 export type { KindDefinition, PrinterColumn } from './kind.ts';
+export { KIND_DEFINITIONS, kindDefinition, withDefaults } from './crd.ts';

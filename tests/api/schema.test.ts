@@ -1,28 +1,18 @@
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { resolve } from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { buildCrd, KIND_DEFINITIONS, toOpenApiSchema, type OpenApiSchema } from '../../src/api/crd.ts';
+import { buildCrd, KIND_DEFINITIONS, kindDefinition, toOpenApiSchema, withDefaults, type OpenApiSchema } from '../../src/api/crd.ts';
 import { loadExamples } from '../../src/api/examples.ts';
 import { InvalidInputError } from '../../src/lib/errors.ts';
 import { INVALID_CASES, checkpoint, restore, workload } from './cases.ts';
 
 const REPO_ROOT = resolve(import.meta.dirname, '../..');
 
-function schemaOfKind(kind: string): TSchema {
-  const definition = KIND_DEFINITIONS.find((candidate) => candidate.names.kind === kind);
-  if (!definition) throw new Error(`no kind ${kind}`);
-  return definition.schema;
-}
-
-/** What the API server does before validating: fill in defaults. */
-function defaulted(kind: string, object: unknown): unknown {
-  return Value.Default(schemaOfKind(kind), structuredClone(object));
-}
-
-function errorPaths(kind: string, object: unknown): string[] {
-  return [...Value.Errors(schemaOfKind(kind), defaulted(kind, object))].map((error) => error.path);
+/** Validation errors after defaulting, the order the API server works in. */
+function errorPaths(object: { kind: string }): string[] {
+  return [...Value.Errors(kindDefinition(object.kind).schema, withDefaults(object))].map((error) => error.path);
 }
 
 /** spec.a[0].b -> /spec/a/0/b (TypeBox reports JSON pointers). */
@@ -108,11 +98,11 @@ describe('examples and defaults (in-process)', () => {
     expect(examples.map((example) => example.kind).sort()).toEqual(
       ['KybernateCheckpoint', 'KybernateRestore', 'KybernateWorkload', 'KybernateWorkload'],
     );
-    for (const example of examples) expect(errorPaths(example.kind, parse(example.text)), example.path).toEqual([]);
+    for (const example of examples) expect(errorPaths(parse(example.text) as { kind: string }), example.path).toEqual([]);
   });
 
   it('fills in the documented workload defaults', () => {
-    const spec = (defaulted('KybernateWorkload', workload('w')) as { spec: unknown }).spec;
+    const spec = withDefaults(workload('w')).spec;
     expect(spec).toMatchObject({
       suspend: false,
       scaleToZero: { enabled: true, idleTimeout: '5m', mode: 'checkpoint', minReplicas: 0, maxReplicas: 1 },
@@ -122,18 +112,23 @@ describe('examples and defaults (in-process)', () => {
   });
 
   it('fills in checkpoint defaults and leaves restores as given', () => {
-    expect((defaulted('KybernateCheckpoint', checkpoint('c')) as { spec: unknown }).spec).toEqual({
+    expect(withDefaults(checkpoint('c')).spec).toEqual({
       podName: 'app-0',
       leaveRunning: false,
       storage: { type: 'nodeLocal' },
       gpu: { enabled: false, lockTimeout: '10s' },
     });
-    expect((defaulted('KybernateRestore', restore('r')) as { spec: unknown }).spec).toEqual(restore('r').spec);
+    expect(withDefaults(restore('r')).spec).toEqual(restore('r').spec);
+  });
+
+  it('refuses to default an object of an unknown kind, naming the kinds it knows', () => {
+    expect(() => withDefaults({ kind: 'Pod' })).toThrow(InvalidInputError);
+    expect(() => withDefaults({ kind: 'Pod' })).toThrow('unknown kind "Pod": expected one of KybernateWorkload, KybernateCheckpoint, KybernateRestore');
   });
 
   it('keeps unknown fields inside the pod template (they belong to the Pod API)', () => {
     const object = workload('w', { template: { spec: { nodeSelector: { gpu: 'h100' }, containers: [{ name: 'a', image: 'i', args: ['x'] }] } } });
-    expect(errorPaths('KybernateWorkload', object)).toEqual([]);
+    expect(errorPaths(object)).toEqual([]);
   });
 });
 
@@ -145,6 +140,6 @@ describe('invalid objects (in-process; CEL, list uniqueness and updates are chec
   });
 
   it.each(inProcess.map((c) => [`${c.names.kind}: ${c.name}`, c] as const))('rejects %s', (_label, c) => {
-    expect(errorPaths(c.object.kind, c.object)).toContain(pointer(c.field));
+    expect(errorPaths(c.object)).toContain(pointer(c.field));
   });
 });
