@@ -8,7 +8,7 @@ function activity(partial: Partial<ActivitySnapshot> = {}): ActivitySnapshot {
   return { inFlight: 0, queued: 0, lastRequestTimeMs: undefined, complete: true, ...partial };
 }
 
-function input(partial: Partial<IdlePolicyInput> & { spec?: Partial<IdlePolicyInput['spec']> } = {}): IdlePolicyInput {
+function input(partial: Omit<Partial<IdlePolicyInput>, 'spec'> & { spec?: Partial<IdlePolicyInput['spec']> } = {}): IdlePolicyInput {
   const { spec, ...rest } = partial;
   return {
     nowMs: NOW,

@@ -1,0 +1,89 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import type { KybernateCheckpoint, KybernateRestore, KybernateRestoreStatus } from '../../api/index.ts';
+import { checkpointIdFor } from '../agent/node-agent.ts';
+import { isNotFound } from '../kube/client.ts';
+import { PODS, RESTORES } from '../kube/resources.ts';
+import type { IndexedCache } from '../runtime/cache.ts';
+import type { ReconcileRequest, ReconcileResult, Reconciler } from '../runtime/controller.ts';
+import type { ReconcilerDeps } from './deps.ts';
+import { failureMessage, isTransient, OperationRecorder } from './operation-status.ts';
+import { resolveContainer } from './pods.ts';
+
+/** Index of the restores cache: `namespace/checkpointRef`, so a checkpoint's change wakes its restores. */
+export const RESTORES_BY_CHECKPOINT = 'checkpoint';
+export const restoreCheckpointIndex = (restore: KybernateRestore): string[] => [`${restore.metadata?.namespace}/${restore.spec.checkpointRef}`];
+
+/** How often a restore waiting for its target pod looks again. */
+const WAIT_FOR_POD_MS = 2_000;
+
+/**
+ * KybernateRestore: the checkpoint must exist and be Completed, the target node must be able to read
+ * its images, the target pod must exist (the workload controller creates it from its template; a
+ * standalone restore needs a pod created by the user). Then the node agent restores into it.
+ * Pending -> Running -> Completed | Failed.
+ */
+export class RestoreReconciler implements Reconciler {
+  private readonly recorder: OperationRecorder<KybernateRestoreStatus, KybernateRestore>;
+
+  constructor(
+    private readonly deps: ReconcilerDeps,
+    private readonly restores: IndexedCache<KybernateRestore>,
+    private readonly checkpoints: IndexedCache<KybernateCheckpoint>,
+  ) {
+    this.recorder = new OperationRecorder(deps, RESTORES, 'Restore');
+  }
+
+  async reconcile({ namespace, name }: ReconcileRequest, signal: AbortSignal): Promise<ReconcileResult | void> {
+    const restore = this.restores.get(namespace, name);
+    if (!restore || restore.metadata?.deletionTimestamp) return;
+    const phase = restore.status?.phase;
+    if (phase === 'Completed' || phase === 'Failed') return;
+    const { checkpointRef, targetPod } = restore.spec;
+
+    const checkpoint = this.checkpoints.get(namespace, checkpointRef);
+    if (!checkpoint) return void (await this.recorder.fail(restore, 'CheckpointNotFound', `KybernateCheckpoint ${checkpointRef} does not exist in ${namespace}`));
+    if (checkpoint.status?.phase === 'Failed') return void (await this.recorder.fail(restore, 'CheckpointFailed', `KybernateCheckpoint ${checkpointRef} failed: ${checkpoint.status.message ?? ''}`));
+    const sourceNode = checkpoint.status?.node;
+    if (checkpoint.status?.phase !== 'Completed' || !sourceNode) {
+      // Re-queued by the checkpoint's own changes (index RESTORES_BY_CHECKPOINT).
+      return void (await this.recorder.write(restore, 'Pending', 'CheckpointNotCompleted', `waiting for KybernateCheckpoint ${checkpointRef} to complete`));
+    }
+    const node = targetPod.node ?? sourceNode;
+    if (checkpoint.spec.storage.type === 'nodeLocal' && node !== sourceNode) {
+      return void (await this.recorder.fail(restore, 'NodeMismatch', `checkpoint ${checkpointRef} is stored node-locally on ${sourceNode}; it cannot be restored on ${node}`));
+    }
+
+    const pod = await this.deps.kube.get<V1Pod>(PODS, namespace, targetPod.name).catch((err: unknown) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    if (!pod) {
+      await this.recorder.write(restore, 'Pending', 'TargetPodMissing', `waiting for pod ${targetPod.name} to exist`);
+      return { requeueAfterMs: WAIT_FOR_POD_MS };
+    }
+    const container = resolveContainer(pod, checkpoint.spec.containerName);
+    if (!container.ok) return void (await this.recorder.fail(restore, container.reason, container.message));
+
+    const running = await this.recorder.write(restore, 'Running', 'RestoreInProgress', `restoring ${checkpointRef} into pod ${targetPod.name} on ${node}`, { node });
+    if (!running) return;
+    try {
+      const outcome = await this.deps.agent.restore(
+        { node: sourceNode, checkpointId: checkpointIdFor(namespace, checkpointRef) },
+        { node, namespace, pod: targetPod.name, container: container.container, deviceMapping: restore.spec.gpu?.deviceMapping ?? [] },
+        restore.metadata?.uid ?? '',
+        signal,
+      );
+      await this.recorder.write(running, 'Completed', 'Restored', `restored into pod ${targetPod.name} on ${node}`, {
+        restoredPod: targetPod.name,
+        containerID: outcome.containerId,
+        restoreDurationSeconds: outcome.durationSeconds,
+        gpuMemoryBytes: outcome.gpuMemoryBytes,
+      });
+      this.deps.log.info({ restore: `${namespace}/${name}`, pod: targetPod.name, node }, 'restore completed');
+      await this.deps.events.record(running, 'Normal', 'Restored', 'Restore', `checkpoint ${checkpointRef} restored into pod ${targetPod.name} on ${node} in ${outcome.durationSeconds} s`);
+    } catch (err) {
+      if (isTransient(err)) throw err;
+      await this.recorder.fail(running, 'RestoreFailed', failureMessage(err));
+    }
+  }
+}

@@ -1,0 +1,116 @@
+import type { Logger } from '../../lib/log.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import { isAlreadyExists, isConflict, isNotFound, type KubeClient, type KubeObject } from '../kube/client.ts';
+import { LEASES } from '../kube/resources.ts';
+import { decideLease, mustStepDown, releasedLease, sameLease, type LeaseObservation, type LeaseSpec } from './leader-decision.ts';
+import { sleep } from './scheduler.ts';
+import { toMicroTime } from './time.ts';
+
+export interface LeaderElectionConfig {
+  namespace: string;
+  leaseName: string;
+  identity: string;
+  /** How long a lease is valid after its last renewal; others wait this long before taking over. */
+  leaseDurationMs: number;
+  /** A leader that has not renewed for this long stops acting (must be < leaseDurationMs). */
+  renewDeadlineMs: number;
+  /** Interval of acquire attempts and renewals. */
+  retryPeriodMs: number;
+}
+
+type Lease = KubeObject & { spec?: LeaseSpec };
+
+const formatTime = (ms: number) => toMicroTime(new Date(ms));
+
+/**
+ * Leader election on a coordination.k8s.io/v1 Lease. `run` campaigns until it holds the lease, then runs
+ * `lead(signal)` while renewing; when renewal fails past renewDeadline the signal aborts (stop acting)
+ * and it campaigns again. On shutdown a leader releases the lease so a standby takes over at once.
+ */
+export class LeaderElector {
+  private observation: LeaseObservation | undefined;
+  private leading = false;
+
+  constructor(
+    private readonly kube: KubeClient,
+    private readonly config: LeaderElectionConfig,
+    private readonly log: Logger,
+  ) {
+    if (config.renewDeadlineMs >= config.leaseDurationMs) {
+      throw new Error('leader election: renewDeadline must be shorter than leaseDuration');
+    }
+  }
+
+  isLeader(): boolean {
+    return this.leading;
+  }
+
+  async run(signal: AbortSignal, lead: (leadership: AbortSignal) => Promise<void>): Promise<void> {
+    const log = this.log.child({ lease: `${this.config.namespace}/${this.config.leaseName}`, identity: this.config.identity });
+    while (!signal.aborted) {
+      if (!(await this.tryAcquireOrRenew(log))) {
+        await sleep(this.config.retryPeriodMs, signal);
+        continue;
+      }
+      log.info('became leader');
+      this.leading = true;
+      const leadership = new AbortController();
+      const leadingDone = lead(leadership.signal).catch((err: unknown) => log.error({ err: errorMessage(err) }, 'leader work failed'));
+      let lastRenewedAtMs = Date.now();
+      while (!signal.aborted) {
+        await sleep(this.config.retryPeriodMs, signal);
+        if (signal.aborted) break;
+        if (await this.tryAcquireOrRenew(log)) lastRenewedAtMs = Date.now();
+        else if (mustStepDown(lastRenewedAtMs, this.config.renewDeadlineMs, Date.now())) {
+          log.warn({ sinceRenewMs: Date.now() - lastRenewedAtMs }, 'lost leadership: could not renew the lease in time; stopping');
+          break;
+        }
+      }
+      this.leading = false;
+      leadership.abort();
+      await leadingDone;
+      if (signal.aborted) await this.release(log);
+    }
+  }
+
+  /** True when this instance holds the lease after the call. */
+  private async tryAcquireOrRenew(log: Logger): Promise<boolean> {
+    const { namespace, leaseName, identity, leaseDurationMs } = this.config;
+    try {
+      const existing = await this.kube.get<Lease>(LEASES, namespace, leaseName).catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
+      const nowMs = Date.now();
+      if (!this.observation || !sameLease(this.observation.spec, existing?.spec)) {
+        this.observation = { spec: existing?.spec ?? {}, observedAtMs: nowMs };
+      }
+      const decision = decideLease({ identity, current: existing?.spec, observation: this.observation, leaseDurationMs, nowMs, formatTime });
+      if (decision.action === 'wait') {
+        log.debug({ holder: decision.holder, expiresInMs: decision.expiresInMs }, 'lease held by another instance');
+        return false;
+      }
+      const written = existing
+        ? await this.kube.replace<Lease>(LEASES, { ...existing, spec: decision.spec })
+        : await this.kube.create<Lease>(LEASES, { apiVersion: LEASES.apiVersion, kind: LEASES.kind, metadata: { name: leaseName, namespace }, spec: decision.spec });
+      this.observation = { spec: written.spec ?? decision.spec, observedAtMs: nowMs };
+      return true;
+    } catch (err) {
+      // Another candidate wrote first: not an error, it won this round.
+      if (isConflict(err) || isAlreadyExists(err)) return false;
+      log.warn({ err: errorMessage(err) }, 'lease acquire/renew failed');
+      return false;
+    }
+  }
+
+  private async release(log: Logger): Promise<void> {
+    try {
+      const lease = await this.kube.get<Lease>(LEASES, this.config.namespace, this.config.leaseName);
+      if (lease.spec?.holderIdentity !== this.config.identity) return;
+      await this.kube.replace<Lease>(LEASES, { ...lease, spec: releasedLease(lease.spec, Date.now(), formatTime) });
+      log.info('released the lease');
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'could not release the lease; others take over after it expires');
+    }
+  }
+}
