@@ -37,7 +37,7 @@ const KERNEL_DRIVER_VERSION_FILE = '/proc/driver/nvidia/version';
 
 /** "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Thu ..." -> "580.159.04". */
 export function parseKernelDriverVersion(text: string): string {
-  const match = /Kernel Module\s+([0-9]+(?:\.[0-9]+)+)/.exec(text);
+  const match = /Kernel Module.*?\s(\d+\.\d+(?:\.\d+)*)\s/.exec(text);
   if (!match) throw new GpuUnavailableError(`unrecognised ${KERNEL_DRIVER_VERSION_FILE}: "${text.slice(0, 120)}"`);
   return match[1]!;
 }

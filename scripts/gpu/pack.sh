@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Packs what the GPU machine lacks into .device/gpu/ (git-ignored; name it in the device tool's `carry`):
+#   node.xz         this machine's node binary, xz -9 (~24 MB); cached per node version
+#   criu.tar.xz     Debian trixie's criu 4.1.1 + the libraries it needs beyond glibc (the GPU machine has
+#                   glibc 2.39 >= the 2.38 trixie needs; bookworm's criu 3.17 fails on kernel 6.18)
+#   run-proof.mjs   tests/gpu/run-proof.ts bundled with esbuild (koffi stays external: native addon)
+#   node_modules/   koffi and its linux-x64 prebuilt addon only
+# Downloads and compression are cached under $KYBERNATE_CACHE/gpu; a warm rerun takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cache="${KYBERNATE_CACHE:-$PWD/.cache}/gpu"
+pack=.device/gpu
+mkdir -p "$cache" "$pack"
+grep -qxF '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+
+node_xz="$cache/node-$(node --version).xz"
+if [ ! -s "$node_xz" ]; then
+  xz -9 -T2 -c "$(command -v node)" > "$node_xz.tmp" && mv "$node_xz.tmp" "$node_xz"
+fi
+cp "$node_xz" "$pack/node.xz"
+
+criu_tar="$cache/criu-4.1.1-trixie.tar.xz"
+if [ ! -s "$criu_tar" ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  # The machine's own Debian mirror (FACTS.md: trixie is reachable through it).
+  mirror=$(grep -hE '^URIs: .*/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2; exit}' || true)
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} trixie main" > "$work/trixie.list"
+  mkdir -p "$work/lists/partial" "$work/debs" "$work/root" "$work/criu/lib"
+  apt_opts=(-o Dir::Etc::SourceList="$work/trixie.list" -o Dir::Etc::SourceParts=/dev/null
+    -o Dir::State::Lists="$work/lists" -o Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false
+    -o APT::Architecture=amd64 -o APT::Architectures=amd64)
+  apt-get "${apt_opts[@]}" update -qq
+  # criu's dependency closure without glibc/libgcc, which the GPU machine's own (newer) ones replace.
+  mapfile -t packages < <(apt-cache "${apt_opts[@]}" depends --recurse --no-recommends --no-suggests \
+    --no-conflicts --no-breaks --no-replaces --no-enhances --no-pre-depends criu \
+    | grep -v '^ ' | grep -v '<' | grep -vxE 'libc6|libgcc-s1|gcc-[0-9]+-base' | sort -u)
+  (cd "$work/debs" && apt-get "${apt_opts[@]}" download "${packages[@]}" -qq)
+  for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$work/root"; done
+  cp "$work/root/usr/sbin/criu" "$work/criu/criu"
+  cp -a "$work"/root/usr/lib/x86_64-linux-gnu/*.so* "$work/criu/lib/"
+  tar -C "$work/criu" -cJf "$criu_tar.tmp" . && mv "$criu_tar.tmp" "$criu_tar"
+fi
+cp "$criu_tar" "$pack/criu.tar.xz"
+
+npx esbuild tests/gpu/run-proof.ts --bundle --platform=node --format=esm --target=node20 \
+  --external:koffi --log-level=warning --outfile="$pack/run-proof.mjs" \
+  --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
+rm -rf "$pack/node_modules"
+mkdir -p "$pack/node_modules/@koromix/koffi-linux-x64"
+cp -a node_modules/koffi "$pack/node_modules/"
+rm -rf "$pack/node_modules/koffi/"{doc,vendor}
+cp -a node_modules/@koromix/koffi-linux-x64/{package.json,index.js,linux_x64} "$pack/node_modules/@koromix/koffi-linux-x64/"
+du -sh "$pack"
