@@ -13,11 +13,11 @@ const MAX_CONFLICT_RETRIES = 5;
  * Suspended) backs off when another writer got there first. Returns the stored object, the unchanged
  * object when nothing was written, or undefined when the object is gone.
  */
-export async function updateStatus<S, T extends WithStatus<S>>(
+export async function updateStatus<T extends WithStatus<unknown>>(
   kube: KubeClient,
   type: ResourceType,
   object: T,
-  compute: (current: T) => S | undefined,
+  compute: (current: T) => T['status'] | undefined,
 ): Promise<{ object: T | undefined; written: boolean }> {
   let current: T = object;
   for (let attempt = 1; ; attempt++) {

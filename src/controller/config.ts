@@ -1,0 +1,80 @@
+import { hostname } from 'node:os';
+import { InvalidInputError } from '../lib/errors.ts';
+import { parseDuration } from '../lib/duration.ts';
+
+export interface ControllerConfig {
+  /** Watch only this namespace; undefined = all. */
+  watchNamespace: string | undefined;
+  identity: string;
+  leaderElection: {
+    enabled: boolean;
+    namespace: string;
+    leaseName: string;
+    leaseDurationMs: number;
+    renewDeadlineMs: number;
+    retryPeriodMs: number;
+  };
+  workers: number;
+  activatorUrls: string[];
+  activityPollIntervalMs: number;
+  activityTimeoutMs: number;
+  operationTimeoutMs: number;
+  agent: {
+    /** gRPC address of a node's agent; `{node}` is replaced by the node name. */
+    addressTemplate: string;
+    /** Directory with ca.crt, tls.crt and tls.key for mTLS to the agents. */
+    tlsDir: string;
+  };
+}
+
+/** Reads the controller's configuration from environment variables; every bad value is named in the error. */
+export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
+  const duration = (name: string, fallback: string) => {
+    try {
+      return parseDuration(env[name] ?? fallback);
+    } catch (err) {
+      throw new InvalidInputError(`${name}: ${(err as Error).message}`, { variable: name }, { cause: err });
+    }
+  };
+  const workers = Number(env.KYBERNATE_WORKERS ?? '4');
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+    throw new InvalidInputError(`KYBERNATE_WORKERS: expected an integer from 1 to 64, got "${env.KYBERNATE_WORKERS}"`, { variable: 'KYBERNATE_WORKERS' });
+  }
+  const activatorUrls = (env.KYBERNATE_ACTIVATOR_URLS ?? '').split(',').map((url) => url.trim()).filter((url) => url !== '');
+  for (const url of activatorUrls) {
+    if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
+      throw new InvalidInputError(`KYBERNATE_ACTIVATOR_URLS: "${url}" is not an http(s) URL`, { variable: 'KYBERNATE_ACTIVATOR_URLS', url });
+    }
+  }
+  const addressTemplate = env.KYBERNATE_AGENT_ADDRESS ?? '{node}:7443';
+  if (!addressTemplate.includes('{node}')) {
+    throw new InvalidInputError(`KYBERNATE_AGENT_ADDRESS: "${addressTemplate}" must contain {node}`, { variable: 'KYBERNATE_AGENT_ADDRESS' });
+  }
+  const config: ControllerConfig = {
+    watchNamespace: env.KYBERNATE_WATCH_NAMESPACE || undefined,
+    identity: env.KYBERNATE_IDENTITY ?? env.POD_NAME ?? hostname(),
+    leaderElection: {
+      enabled: (env.KYBERNATE_LEADER_ELECTION ?? 'true') !== 'false',
+      namespace: env.KYBERNATE_LEASE_NAMESPACE ?? env.POD_NAMESPACE ?? 'kybernate-system',
+      leaseName: env.KYBERNATE_LEASE_NAME ?? 'kybernate-controller',
+      leaseDurationMs: duration('KYBERNATE_LEASE_DURATION', '15s'),
+      renewDeadlineMs: duration('KYBERNATE_RENEW_DEADLINE', '10s'),
+      retryPeriodMs: duration('KYBERNATE_RETRY_PERIOD', '2s'),
+    },
+    workers,
+    activatorUrls,
+    activityPollIntervalMs: duration('KYBERNATE_ACTIVITY_POLL_INTERVAL', '5s'),
+    activityTimeoutMs: duration('KYBERNATE_ACTIVITY_TIMEOUT', '2s'),
+    operationTimeoutMs: duration('KYBERNATE_OPERATION_TIMEOUT', '10m'),
+    agent: { addressTemplate, tlsDir: env.KYBERNATE_AGENT_TLS_DIR ?? '/etc/kybernate/agent-tls' },
+  };
+  const { leaseDurationMs, renewDeadlineMs, retryPeriodMs } = config.leaderElection;
+  if (!(retryPeriodMs < renewDeadlineMs && renewDeadlineMs < leaseDurationMs)) {
+    throw new InvalidInputError('leader election needs KYBERNATE_RETRY_PERIOD < KYBERNATE_RENEW_DEADLINE < KYBERNATE_LEASE_DURATION', {
+      leaseDurationMs,
+      renewDeadlineMs,
+      retryPeriodMs,
+    });
+  }
+  return config;
+}

@@ -1,0 +1,51 @@
+import { KubeConfig } from '@kubernetes/client-node';
+import { errorMessage } from '../lib/errors.ts';
+import { createLogger } from '../lib/log.ts';
+import { HttpActivitySource } from './activity/activity-source.ts';
+import { GrpcNodeAgent } from './agent/grpc-node-agent.ts';
+import { loadConfig } from './config.ts';
+import { kybernateControllers } from './controllers.ts';
+import { HttpKubeClient } from './kube/client.ts';
+import { LeaderElector } from './runtime/leader-election.ts';
+import { Manager } from './runtime/manager.ts';
+
+const log = createLogger('controller');
+const config = loadConfig(process.env);
+const kubeConfig = new KubeConfig();
+// In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config.
+kubeConfig.loadFromDefault();
+const kube = new HttpKubeClient(kubeConfig);
+const agent = GrpcNodeAgent.mtls(config.agent.addressTemplate, config.agent.tlsDir);
+if (config.activatorUrls.length === 0) log.warn('KYBERNATE_ACTIVATOR_URLS is empty: activity is unknown, so no workload is suspended for idleness');
+
+const work = kybernateControllers(
+  {
+    namespace: config.watchNamespace,
+    identity: config.identity,
+    workers: config.workers,
+    activityPollIntervalMs: config.activityPollIntervalMs,
+    operationTimeoutMs: config.operationTimeoutMs,
+  },
+  { agent, activity: new HttpActivitySource(() => config.activatorUrls, config.activityTimeoutMs, log), log },
+);
+const elector = config.leaderElection.enabled ? new LeaderElector(kube, { ...config.leaderElection, identity: config.identity }, log) : undefined;
+const manager = new Manager(kube, work, log, elector);
+
+const shutdown = new AbortController();
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    log.info({ signal }, 'shutting down: finishing in-flight reconciles, releasing the lease');
+    shutdown.abort();
+  });
+}
+log.info({ identity: config.identity, namespace: config.watchNamespace ?? '(all)', leaderElection: config.leaderElection.enabled }, 'controller starting');
+manager
+  .run(shutdown.signal)
+  .then(() => {
+    agent.close();
+    log.info('controller stopped');
+  })
+  .catch((err: unknown) => {
+    log.fatal({ err: errorMessage(err) }, 'controller failed');
+    process.exitCode = 1;
+  });

@@ -1,0 +1,158 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { KybernateWorkload } from '../../../src/api/index.ts';
+import { KIND_DEFINITIONS, buildCrd } from '../../../src/api/crd.ts';
+import type { WorkloadActivityEntry } from '../../../src/controller/activity/activity-source.ts';
+import { HttpActivitySource } from '../../../src/controller/activity/activity-source.ts';
+import { kybernateControllers } from '../../../src/controller/controllers.ts';
+import { HttpKubeClient, isNotFound, type KubeClient, type KubeObject } from '../../../src/controller/kube/client.ts';
+import { PODS, type ResourceType } from '../../../src/controller/kube/resources.ts';
+import { LeaderElector } from '../../../src/controller/runtime/leader-election.ts';
+import { Manager } from '../../../src/controller/runtime/manager.ts';
+import { createLogger } from '../../../src/lib/log.ts';
+import { startControlPlane, type ControlPlane } from '../../harness/kube/index.ts';
+import { InProcessTestNodeAgent } from './test-node-agent.ts';
+
+export const NAMESPACES: ResourceType = { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false };
+const CRDS: ResourceType = { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', plural: 'customresourcedefinitions', namespaced: false };
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`, { cause: lastError });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** A real control plane with the Kybernate CRDs installed and Established. */
+export async function startKube(): Promise<{ plane: ControlPlane; kube: KubeClient }> {
+  const plane = await startControlPlane();
+  const kube = new HttpKubeClient(plane.kubeConfig);
+  for (const definition of KIND_DEFINITIONS) await kube.create(CRDS, buildCrd(definition) as KubeObject);
+  for (const definition of KIND_DEFINITIONS) {
+    await waitFor(`CRD ${definition.names.plural} Established`, async () => {
+      const crd = await kube.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(CRDS, undefined, `${definition.names.plural}.kybernate.io`);
+      return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') || undefined;
+    });
+  }
+  return { plane, kube };
+}
+
+export async function createNamespace(kube: KubeClient, name: string): Promise<string> {
+  await kube.create(NAMESPACES, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  return name;
+}
+
+/** Stands in for the activator replicas' admin ports: a real HTTP server whose `/v1/activity` the test sets. */
+export class ActivityServer {
+  workloads: WorkloadActivityEntry[] = [];
+  private server: Server | undefined;
+  url = '';
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      if (req.url !== '/v1/activity') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ replica: 'test', time: new Date().toISOString(), workloads: this.workloads }));
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise((resolve) => this.server?.close(resolve));
+  }
+}
+
+export interface RunningController {
+  identity: string;
+  agent: InProcessTestNodeAgent;
+  elector: LeaderElector;
+  /** Graceful shutdown: in-flight reconciles finish, the lease is released. */
+  stop(): Promise<void>;
+}
+
+export function startController(plane: ControlPlane, activity: ActivityServer, identity = 'controller-a', agent = new InProcessTestNodeAgent()): RunningController {
+  const log = createLogger('controller').child({ identity });
+  const kube = new HttpKubeClient(plane.kubeConfig);
+  const elector = new LeaderElector(
+    kube,
+    { namespace: 'default', leaseName: 'kybernate-controller', identity, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 300 },
+    log,
+  );
+  const work = kybernateControllers(
+    { identity, workers: 2, activityPollIntervalMs: 300, operationTimeoutMs: 60_000 },
+    { agent, activity: new HttpActivitySource(() => [activity.url], 2_000, log), log },
+  );
+  const manager = new Manager(kube, work, log, elector);
+  const shutdown = new AbortController();
+  const done = manager.run(shutdown.signal);
+  return {
+    identity,
+    agent,
+    elector,
+    stop: async () => {
+      shutdown.abort();
+      await done;
+    },
+  };
+}
+
+export function workloadManifest(namespace: string, name: string, overrides: { suspend?: boolean; idleTimeout?: string; port?: number } = {}): KybernateWorkload {
+  return {
+    apiVersion: 'kybernate.io/v1alpha1',
+    kind: 'KybernateWorkload',
+    metadata: { name, namespace },
+    // The API server fills in the remaining defaults.
+    spec: {
+      template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'server', image: 'registry.local/counter:1' }] } },
+      suspend: overrides.suspend ?? false,
+      scaleToZero: { idleTimeout: overrides.idleTimeout ?? '1h' },
+      activator: { hosts: [`${name}.example.com`], port: overrides.port ?? 8080 },
+    },
+  } as unknown as KybernateWorkload;
+}
+
+/** What kubelet and the scheduler would do (the test control plane has neither): bind the pod and report it running and ready. */
+export async function runPod(kube: KubeClient, namespace: string, name: string, node = 'node-a'): Promise<void> {
+  const pod = await kube.get<V1Pod>(PODS, namespace, name);
+  if (!pod.spec?.nodeName) {
+    const bindings: ResourceType = { apiVersion: 'v1', kind: 'Binding', plural: `pods/${name}/binding`, namespaced: true };
+    await kube.create(bindings, { apiVersion: 'v1', kind: 'Binding', metadata: { name, namespace }, target: { apiVersion: 'v1', kind: 'Node', name: node } } as KubeObject);
+  }
+  const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const containers = pod.spec?.containers ?? [];
+  await kube.mergePatch(PODS, namespace, name, {
+    status: {
+      phase: 'Running',
+      podIP: '10.244.0.7',
+      conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }],
+      containerStatuses: containers.map((c) => ({
+        name: c.name,
+        image: c.image,
+        imageID: '',
+        ready: true,
+        restartCount: 0,
+        containerID: `containerd://${name}-${c.name}`,
+        state: { running: { startedAt: now } },
+      })),
+    },
+  }, 'status');
+}
+
+export async function getOrUndefined<T extends KubeObject>(kube: KubeClient, type: ResourceType, namespace: string, name: string): Promise<T | undefined> {
+  try {
+    return await kube.get<T>(type, namespace, name);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}

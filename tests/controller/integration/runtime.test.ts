@@ -1,0 +1,138 @@
+import type { V1Service } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { KybernateWorkload } from '../../../src/api/index.ts';
+import type { KubeClient, KubeObject } from '../../../src/controller/kube/client.ts';
+import { toMicroTime } from '../../../src/controller/runtime/time.ts';
+import { EVENTS, LEASES, SERVICES, WORKLOADS } from '../../../src/controller/kube/resources.ts';
+import { Informer } from '../../../src/controller/runtime/informer.ts';
+import { updateStatus } from '../../../src/controller/runtime/status.ts';
+import { createLogger } from '../../../src/lib/log.ts';
+import type { ControlPlane } from '../../harness/kube/index.ts';
+import { ActivityServer, createNamespace, getOrUndefined, startController, startKube, waitFor, workloadManifest } from './env.ts';
+
+type Event = KubeObject & { reason: string; reportingInstance: string; regarding: { name: string } };
+type Lease = KubeObject & { spec?: { holderIdentity?: string; leaseTransitions?: number } };
+
+describe('controller runtime against a real kube-apiserver', () => {
+  let plane: ControlPlane;
+  let kube: KubeClient;
+  let activity: ActivityServer;
+
+  beforeAll(async () => {
+    ({ plane, kube } = await startKube());
+    activity = await new ActivityServer().start();
+  });
+
+  afterAll(async () => {
+    await activity?.stop();
+    await plane?.stop();
+  });
+
+  it('status writes retry a 409 with a fresh read, and a guarded transition happens once', async () => {
+    const ns = await createNamespace(kube, 'conflict');
+    const created = await kube.create(WORKLOADS, workloadManifest(ns, 'w'));
+    const stale = (await updateStatus(kube, WORKLOADS, created, (current) => ({ ...current.status, phase: 'Suspended' as const }))).object!;
+
+    // A concurrent writer bumps resourceVersion after our read.
+    await kube.mergePatch(WORKLOADS, ns, 'w', { metadata: { labels: { touched: 'yes' } } });
+    const seen: (string | undefined)[] = [];
+    const result = await updateStatus(kube, WORKLOADS, stale, (current: KybernateWorkload) => {
+      seen.push(current.metadata.resourceVersion);
+      return { ...current.status, message: 'written after a conflict' };
+    });
+    expect(result.written).toBe(true);
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toBe(stale.metadata.resourceVersion);
+    expect(result.object?.metadata.labels).toEqual({ touched: 'yes' });
+    expect(result.object?.status?.message).toBe('written after a conflict');
+
+    // Two writers race Suspended -> Restoring from the same stale copy: only one transition is written.
+    const toRestoring = (current: KybernateWorkload) => (current.status?.phase === 'Suspended' ? { ...current.status, phase: 'Restoring' as const } : undefined);
+    const fresh = await kube.get<KybernateWorkload>(WORKLOADS, ns, 'w');
+    const outcomes = await Promise.all([updateStatus(kube, WORKLOADS, fresh, toRestoring), updateStatus(kube, WORKLOADS, fresh, toRestoring)]);
+    expect(outcomes.map((o) => o.written).sort()).toEqual([false, true]);
+    expect((await kube.get<KybernateWorkload>(WORKLOADS, ns, 'w')).status?.phase).toBe('Restoring');
+  });
+
+  it('an informer keeps its cache right across an API server restart mid-watch', async () => {
+    const ns = await createNamespace(kube, 'restart');
+    const informer = new Informer<KybernateWorkload>(kube, WORKLOADS, createLogger('test'), {
+      namespace: ns,
+      backoff: { baseMs: 100, maxMs: 1_000, factor: 2 },
+    });
+    const seen: string[] = [];
+    informer.addHandlers({ onAdd: (w) => seen.push(`add ${w.metadata.name}`), onDelete: (w) => seen.push(`delete ${w.metadata.name}`) });
+    const stop = new AbortController();
+    const running = informer.run(stop.signal);
+    await informer.synced;
+    await kube.create(WORKLOADS, workloadManifest(ns, 'before'));
+    await kube.create(WORKLOADS, workloadManifest(ns, 'doomed'));
+    await waitFor('both cached', () => informer.cache.list().length === 2);
+
+    await plane.restartApiServer();
+    // Changes right after the restart (the informer may still be reconnecting) must all arrive.
+    await kube.delete(WORKLOADS, ns, 'doomed');
+    await kube.create(WORKLOADS, workloadManifest(ns, 'after'));
+    await waitFor('cache follows', () => informer.cache.list().map((w) => w.metadata.name).sort().join() === 'after,before');
+    expect(seen).toEqual(expect.arrayContaining(['add before', 'add doomed', 'delete doomed', 'add after']));
+    stop.abort();
+    await running;
+  });
+
+  it('the controller keeps reconciling after an API server restart', async () => {
+    const controller = startController(plane, activity, 'restart-survivor');
+    try {
+      const ns = await createNamespace(kube, 'survive');
+      await kube.create(WORKLOADS, workloadManifest(ns, 'one'));
+      await waitFor('service one', () => getOrUndefined<V1Service>(kube, SERVICES, ns, 'one'));
+      await plane.restartApiServer();
+      await kube.create(WORKLOADS, workloadManifest(ns, 'two'));
+      await waitFor('service two', () => getOrUndefined<V1Service>(kube, SERVICES, ns, 'two'), 60_000);
+      await waitFor('status two', async () => (await kube.get<KybernateWorkload>(WORKLOADS, ns, 'two')).status?.phase === 'Running');
+    } finally {
+      await controller.stop();
+    }
+  });
+
+  it('only the leader acts; when it stops, the standby takes over', async () => {
+    const a = startController(plane, activity, 'instance-a');
+    await waitFor('a leads', () => a.elector.isLeader());
+    const b = startController(plane, activity, 'instance-b');
+    try {
+      const ns = await createNamespace(kube, 'leader');
+      await kube.create(WORKLOADS, workloadManifest(ns, 'first', { suspend: true }));
+      await waitFor('first suspended', async () => (await kube.get<KybernateWorkload>(WORKLOADS, ns, 'first')).status?.phase === 'Suspended');
+      // Give b every chance to act wrongly: several renew periods.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      expect(b.elector.isLeader()).toBe(false);
+      const reporters = async (name: string) =>
+        new Set((await kube.list<Event>(EVENTS, ns)).items.filter((e) => e.regarding.name === name).map((e) => e.reportingInstance));
+      expect(await reporters('first')).toEqual(new Set(['instance-a']));
+
+      await a.stop(); // graceful: releases the lease
+      await waitFor('b leads', () => b.elector.isLeader(), 15_000);
+      const lease = await kube.get<Lease>(LEASES, 'default', 'kybernate-controller');
+      expect(lease.spec?.holderIdentity).toBe('instance-b');
+      await kube.create(WORKLOADS, workloadManifest(ns, 'second', { suspend: true }));
+      await waitFor('second suspended', async () => (await kube.get<KybernateWorkload>(WORKLOADS, ns, 'second')).status?.phase === 'Suspended');
+      expect(await reporters('second')).toEqual(new Set(['instance-b']));
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  });
+
+  it('a leader that cannot renew stops acting before another may take over', async () => {
+    const a = startController(plane, activity, 'instance-c');
+    await waitFor('c leads', () => a.elector.isLeader());
+    // Another writer takes the lease away (as if c had been partitioned and the lease expired).
+    const lease = await kube.get<Lease>(LEASES, 'default', 'kybernate-controller');
+    await kube.replace(LEASES, { ...lease, spec: { ...lease.spec, holderIdentity: 'usurper', renewTime: toMicroTime(new Date()), leaseDurationSeconds: 30 } });
+    await waitFor('c steps down', () => !a.elector.isLeader(), 15_000);
+    const ns = await createNamespace(kube, 'deposed');
+    await kube.create(WORKLOADS, workloadManifest(ns, 'ignored'));
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(await getOrUndefined(kube, SERVICES, ns, 'ignored')).toBeUndefined();
+    await a.stop();
+  });
+});

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../src/controller/config.ts';
+import { InvalidInputError } from '../../../src/lib/errors.ts';
+
+describe('loadConfig', () => {
+  it('has working defaults', () => {
+    const config = loadConfig({ POD_NAME: 'controller-0', POD_NAMESPACE: 'kybernate' });
+    expect(config).toMatchObject({
+      watchNamespace: undefined,
+      identity: 'controller-0',
+      leaderElection: { enabled: true, namespace: 'kybernate', leaseName: 'kybernate-controller', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
+      workers: 4,
+      activatorUrls: [],
+      activityPollIntervalMs: 5_000,
+      operationTimeoutMs: 600_000,
+      agent: { addressTemplate: '{node}:7443' },
+    });
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      KYBERNATE_WATCH_NAMESPACE: 'ml',
+      KYBERNATE_IDENTITY: 'me',
+      KYBERNATE_LEADER_ELECTION: 'false',
+      KYBERNATE_WORKERS: '8',
+      KYBERNATE_ACTIVATOR_URLS: 'http://10.0.0.1:9090, http://10.0.0.2:9090',
+      KYBERNATE_ACTIVITY_POLL_INTERVAL: '1s',
+      KYBERNATE_OPERATION_TIMEOUT: '2m',
+      KYBERNATE_AGENT_ADDRESS: 'agent.{node}.svc:7443',
+    });
+    expect(config).toMatchObject({
+      watchNamespace: 'ml',
+      identity: 'me',
+      leaderElection: { enabled: false },
+      workers: 8,
+      activatorUrls: ['http://10.0.0.1:9090', 'http://10.0.0.2:9090'],
+      activityPollIntervalMs: 1_000,
+      operationTimeoutMs: 120_000,
+      agent: { addressTemplate: 'agent.{node}.svc:7443' },
+    });
+  });
+
+  it.each([
+    [{ KYBERNATE_WORKERS: '0' }, 'KYBERNATE_WORKERS'],
+    [{ KYBERNATE_WORKERS: 'many' }, 'KYBERNATE_WORKERS'],
+    [{ KYBERNATE_ACTIVATOR_URLS: 'ftp://x' }, 'KYBERNATE_ACTIVATOR_URLS: "ftp://x"'],
+    [{ KYBERNATE_ACTIVITY_POLL_INTERVAL: '5' }, 'KYBERNATE_ACTIVITY_POLL_INTERVAL: invalid duration'],
+    [{ KYBERNATE_AGENT_ADDRESS: 'agent:7443' }, 'must contain {node}'],
+    [{ KYBERNATE_RENEW_DEADLINE: '20s' }, 'RETRY_PERIOD < KYBERNATE_RENEW_DEADLINE < KYBERNATE_LEASE_DURATION'],
+  ])('rejects %j naming the variable', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(InvalidInputError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+});
