@@ -22,7 +22,7 @@ import {
 import { UnavailableError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { ActivationTrigger, Workload, WorkloadSource } from '../types.ts';
-import { translateCluster } from './kube-translate.ts';
+import { activationPatch, translateCluster } from './kube-translate.ts';
 
 const WATCH_RESTART_DELAY_MS = 2_000;
 
@@ -138,9 +138,4 @@ export class KubeActivationTrigger implements ActivationTrigger {
       );
     }
   }
-}
-
-/** The merge patch body: only the annotation, so concurrent patches by other replicas never conflict. */
-export function activationPatch(at: Date): { metadata: { annotations: Record<string, string> } } {
-  return { metadata: { annotations: { [ACTIVATION_REQUESTED_AT_ANNOTATION]: at.toISOString() } } };
 }

@@ -1,5 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import { WORKLOAD_LABEL, type KybernateWorkload } from '../../api/index.ts';
+import { ACTIVATION_REQUESTED_AT_ANNOTATION, WORKLOAD_LABEL, type KybernateWorkload } from '../../api/index.ts';
 import { parseDuration } from '../../lib/duration.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import { hostPatternProblem } from '../routing.ts';
@@ -77,4 +77,9 @@ export function translateCluster(workloads: readonly KybernateWorkload[], pods: 
     });
   }
   return { workloads: result, problems };
+}
+
+/** The wake request's merge patch: only the annotation, so concurrent patches by other replicas never conflict. */
+export function activationPatch(at: Date): { metadata: { annotations: Record<string, string> } } {
+  return { metadata: { annotations: { [ACTIVATION_REQUESTED_AT_ANNOTATION]: at.toISOString() } } };
 }
