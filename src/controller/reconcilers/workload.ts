@@ -168,14 +168,15 @@ export class WorkloadReconciler implements Reconciler {
   // --- Running / Idle ---
 
   private async keepRunning(observed: Observed, decision: IdleDecision & { action: 'keep' }): Promise<ReconcileResult> {
-    const pod = observed.pods[0] ?? (await this.createPod(observed, buildPod(observed.workload, desiredPodName(observed.workload))));
+    const podName = observed.pods[0]?.metadata?.name ?? desiredPodName(observed.workload);
+    const pod = observed.pods[0] ?? (await this.createPod(observed, buildPod(observed.workload, podName)));
     const ready = pod ? isPodReady(pod) : false;
     const { written, workload } = await this.writeStatus(observed, (status) => ({
       ...status,
       phase: decision.phase,
       message: decision.message,
       conditions: withConditions(status.conditions, observed, [
-        ready ? { type: 'Ready', status: 'True', reason: 'PodReady' } : { type: 'Ready', status: 'False', reason: 'PodNotReady', message: `pod ${pod?.metadata?.name} is not ready` },
+        ready ? { type: 'Ready', status: 'True', reason: 'PodReady' } : { type: 'Ready', status: 'False', reason: 'PodNotReady', message: `pod ${podName} is not ready` },
         { type: 'Suspended', status: 'False', reason: 'Running' },
         this.checkpointAvailable(observed.workload),
       ]),
@@ -231,17 +232,16 @@ export class WorkloadReconciler implements Reconciler {
 
   private async finishSuspend(observed: Observed, checkpoint: KybernateCheckpoint | undefined, message: string): Promise<void> {
     const { workload, now } = observed;
-    await this.deletePods(observed);
+    const remaining = await this.deletePods(observed);
     const reason: SuspendReason = workload.spec.suspend ? 'SuspendRequested' : 'IdleTimeout';
     const startedMs = parseKubeTime(checkpoint?.metadata?.creationTimestamp);
-    const { written, workload: updated } = await this.writeStatus(observed, (status) => ({
+    const { written, workload: updated } = await this.writeStatus(remaining, (status) => ({
       ...status,
       phase: 'Suspended',
       message,
       suspendedAt: toKubeTime(now),
       lastCheckpointRef: checkpoint?.metadata?.name,
       node: checkpoint?.status?.node ?? status.node,
-      endpoints: [],
       ...(startedMs === undefined ? {} : { lastSuspendDurationSeconds: secondsBetween(startedMs, now.getTime()) }),
       conditions: withConditions(status.conditions, observed, [
         { type: 'Ready', status: 'False', reason: 'Suspended', message: 'the workload is scaled to zero' },
@@ -258,8 +258,8 @@ export class WorkloadReconciler implements Reconciler {
 
   private async keepSuspended(observed: Observed): Promise<void> {
     // A pod left from an interrupted suspend or restore must not keep a GPU busy.
-    await this.deletePods(observed);
-    await this.writeStatus(observed, (status) => ({ ...status, conditions: withConditions(status.conditions, observed, [this.checkpointAvailable(observed.workload)]) }));
+    const remaining = await this.deletePods(observed);
+    await this.writeStatus(remaining, (status) => ({ ...status, conditions: withConditions(status.conditions, observed, [this.checkpointAvailable(observed.workload)]) }));
   }
 
   // --- restore ---
@@ -375,7 +375,8 @@ export class WorkloadReconciler implements Reconciler {
     }
   }
 
-  private async deletePods(observed: Observed): Promise<void> {
+  /** Deletes the workload's pods; returns the observation without them. */
+  private async deletePods(observed: Observed): Promise<Observed> {
     for (const pod of observed.pods) {
       // Grace 0: the container was checkpointed (or never served); waiting for a graceful stop gains nothing.
       await this.deps.kube.delete(PODS, pod.metadata?.namespace, pod.metadata?.name ?? '', { gracePeriodSeconds: 0, preconditions: { uid: pod.metadata?.uid } }).catch((err: unknown) => {
@@ -383,6 +384,7 @@ export class WorkloadReconciler implements Reconciler {
       });
       observed.log.info({ pod: pod.metadata?.name }, 'pod deleted');
     }
+    return { ...observed, pods: [] };
   }
 }
 

@@ -48,7 +48,7 @@ export class LeaderElector {
   async run(signal: AbortSignal, lead: (leadership: AbortSignal) => Promise<void>): Promise<void> {
     const log = this.log.child({ lease: `${this.config.namespace}/${this.config.leaseName}`, identity: this.config.identity });
     while (!signal.aborted) {
-      if (!(await this.tryAcquireOrRenew(log))) {
+      if ((await this.tryAcquireOrRenew(log)) !== 'holding') {
         await sleep(this.config.retryPeriodMs, signal);
         continue;
       }
@@ -60,8 +60,12 @@ export class LeaderElector {
       while (!signal.aborted) {
         await sleep(this.config.retryPeriodMs, signal);
         if (signal.aborted) break;
-        if (await this.tryAcquireOrRenew(log)) lastRenewedAtMs = Date.now();
-        else if (mustStepDown(lastRenewedAtMs, this.config.renewDeadlineMs, Date.now())) {
+        const outcome = await this.tryAcquireOrRenew(log);
+        if (outcome === 'holding') lastRenewedAtMs = Date.now();
+        else if (outcome === 'taken') {
+          log.warn('lost leadership: another instance holds the lease; stopping');
+          break;
+        } else if (mustStepDown(lastRenewedAtMs, this.config.renewDeadlineMs, Date.now())) {
           log.warn({ sinceRenewMs: Date.now() - lastRenewedAtMs }, 'lost leadership: could not renew the lease in time; stopping');
           break;
         }
@@ -73,8 +77,8 @@ export class LeaderElector {
     }
   }
 
-  /** True when this instance holds the lease after the call. */
-  private async tryAcquireOrRenew(log: Logger): Promise<boolean> {
+  /** holding: this instance holds the lease now; taken: another does; failed: unknown (API error, lost race). */
+  private async tryAcquireOrRenew(log: Logger): Promise<'holding' | 'taken' | 'failed'> {
     const { namespace, leaseName, identity, leaseDurationMs } = this.config;
     try {
       const existing = await this.kube.get<Lease>(LEASES, namespace, leaseName).catch((err: unknown) => {
@@ -88,18 +92,18 @@ export class LeaderElector {
       const decision = decideLease({ identity, current: existing?.spec, observation: this.observation, leaseDurationMs, nowMs, formatTime });
       if (decision.action === 'wait') {
         log.debug({ holder: decision.holder, expiresInMs: decision.expiresInMs }, 'lease held by another instance');
-        return false;
+        return 'taken';
       }
       const written = existing
         ? await this.kube.replace<Lease>(LEASES, { ...existing, spec: decision.spec })
         : await this.kube.create<Lease>(LEASES, { apiVersion: LEASES.apiVersion, kind: LEASES.kind, metadata: { name: leaseName, namespace }, spec: decision.spec });
       this.observation = { spec: written.spec ?? decision.spec, observedAtMs: nowMs };
-      return true;
+      return 'holding';
     } catch (err) {
       // Another candidate wrote first: not an error, it won this round.
-      if (isConflict(err) || isAlreadyExists(err)) return false;
+      if (isConflict(err) || isAlreadyExists(err)) return 'failed';
       log.warn({ err: errorMessage(err) }, 'lease acquire/renew failed');
-      return false;
+      return 'failed';
     }
   }
 
