@@ -1,4 +1,7 @@
-/** The baseline: a minimal `http-proxy` reverse proxy with a keep-alive agent. Prints {"port": N}. */
+/**
+ * The baseline: a minimal `http-proxy` reverse proxy with a keep-alive agent; with `--ws` it also
+ * proxies WebSocket upgrades. Prints {"port": N}.
+ */
 import { Agent, createServer } from 'node:http';
 import httpProxy from 'http-proxy';
 
@@ -10,6 +13,7 @@ proxy.on('error', (_error, _req, res) => {
   res.end();
 });
 const server = createServer((req, res) => proxy.web(req, res));
+if (process.argv.includes('--ws')) server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head));
 server.listen(0, '127.0.0.1', () => {
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('http-proxy: no TCP address');

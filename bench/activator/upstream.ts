@@ -1,8 +1,10 @@
 /**
  * The benchmark's upstream: answers every request with a short body, after `delayMs` (0: at once,
- * the trivial upstream; 10: a small inference call). Prints {"port": N} when listening.
+ * the trivial upstream; 10: a small inference call); with `--ws` it also echoes WebSocket messages.
+ * Prints {"port": N} when listening.
  */
 import { createServer } from 'node:http';
+import { WebSocketServer } from 'ws';
 
 const delayMs = Number(process.argv[2] ?? '0');
 const body = Buffer.from('ok\n');
@@ -15,6 +17,9 @@ const server = createServer((_req, res) => {
   else answer();
 });
 server.keepAliveTimeout = 65_000;
+if (process.argv.includes('--ws')) {
+  new WebSocketServer({ server }).on('connection', (socket) => socket.on('message', (data) => socket.send(data)));
+}
 server.listen(0, '127.0.0.1', () => {
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('upstream: no TCP address');
