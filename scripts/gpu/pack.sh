@@ -3,7 +3,8 @@
 #   node.xz         this machine's node binary, xz -9 (~24 MB); cached per node version
 #   criu.tar.xz     Debian trixie's criu 4.1.1 + the libraries it needs beyond glibc (the GPU machine has
 #                   glibc 2.39 >= the 2.38 trixie needs; bookworm's criu 3.17 fails on kernel 6.18)
-#   run-proof.mjs   tests/gpu/run-proof.ts bundled with esbuild (koffi stays external: native addon)
+#   *.mjs           tests/gpu/run-proof.ts and investigate.ts bundled with esbuild (koffi stays external:
+#                   a native addon)
 #   node_modules/   koffi and its linux-x64 prebuilt addon only
 # Downloads and compression are cached under $KYBERNATE_CACHE/gpu; a warm rerun takes seconds.
 set -euo pipefail
@@ -43,9 +44,11 @@ if [ ! -s "$criu_tar" ]; then
 fi
 cp "$criu_tar" "$pack/criu.tar.xz"
 
-npx esbuild tests/gpu/run-proof.ts --bundle --platform=node --format=esm --target=node20 \
-  --external:koffi --log-level=warning --outfile="$pack/run-proof.mjs" \
-  --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
+for entry in run-proof investigate; do
+  npx esbuild "tests/gpu/$entry.ts" --bundle --platform=node --format=esm --target=node20 \
+    --external:koffi --log-level=warning --outfile="$pack/$entry.mjs" \
+    --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
+done
 rm -rf "$pack/node_modules"
 mkdir -p "$pack/node_modules/@koromix/koffi-linux-x64"
 cp -a node_modules/koffi "$pack/node_modules/"

@@ -70,10 +70,10 @@ interface WorkloadStatus {
   load_s: number;
 }
 
-const seconds = (startMs: number): number => Math.round((performance.now() - startMs)) / 1000;
+export const seconds = (startMs: number): number => Math.round((performance.now() - startMs)) / 1000;
 
 /** A workload.py process serving from `stateDir`; survives CRIU because it talks through files. */
-class Workload {
+export class Workload {
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   pid = 0;
@@ -159,12 +159,12 @@ class Workload {
   }
 }
 
-async function gpuUsedMib(uuid: string): Promise<number> {
+export async function gpuUsedMib(uuid: string): Promise<number> {
   const gpu = listGpusWithNvml().find((g) => g.uuid === uuid);
   return gpu ? Math.round(gpu.memoryUsedBytes / 2 ** 20) : -1;
 }
 
-async function run(command: string, args: readonly string[], log: Logger): Promise<number> {
+export async function run(command: string, args: readonly string[], log: Logger): Promise<number> {
   const started = performance.now();
   try {
     await promisify(execFile)(command, [...args], { maxBuffer: 16 << 20 });
@@ -183,7 +183,7 @@ async function directoryBytes(dir: string): Promise<number> {
 }
 
 /** Drops the page cache so the next read comes from disk; false where the kernel does not allow it. */
-async function dropPageCache(log: Logger): Promise<boolean> {
+export async function dropPageCache(log: Logger): Promise<boolean> {
   try {
     await promisify(execFile)('sync');
     await writeFile('/proc/sys/vm/drop_caches', '3');
@@ -201,20 +201,24 @@ export class GpuProofFailure extends Error {
   }
 }
 
-async function timed<T>(action: () => Promise<T>): Promise<[T, number]> {
+export async function timed<T>(action: () => Promise<T>): Promise<[T, number]> {
   const started = performance.now();
   const value = await action();
   return [value, seconds(started)];
+}
+
+/** Writes the workload's N GiB weights file unless it is already there. */
+export async function ensureWeights(cfg: ProofConfig, weights: string): Promise<void> {
+  if (existsSync(weights) && (await stat(weights)).size === cfg.gib * 2 ** 30) return;
+  const writeS = await run(cfg.python, [cfg.workloadScript, 'make-weights', weights, String(cfg.gib)], cfg.log);
+  cfg.log.info({ gib: cfg.gib, writeS }, 'weights file written');
 }
 
 export async function runGpuProof(api: CudaCheckpointApi, gpu: GpuInfo, cfg: ProofConfig): Promise<GpuProofResult> {
   const log = cfg.log.child({ gib: cfg.gib });
   await mkdir(cfg.workDir, { recursive: true });
   const weights = join(cfg.workDir, `weights-${cfg.gib}g.bin`);
-  if (!existsSync(weights) || (await stat(weights)).size !== cfg.gib * 2 ** 30) {
-    const writeS = await run(cfg.python, [cfg.workloadScript, 'make-weights', weights, String(cfg.gib)], log);
-    log.info({ writeS }, 'weights file written');
-  }
+  await ensureWeights(cfg, weights);
 
   // Cold start baselines: warm page cache first (file just written), then with the page cache dropped.
   const warm = new Workload(cfg, join(cfg.workDir, 'state-warm'));

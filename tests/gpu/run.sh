@@ -3,6 +3,7 @@
 # unpacks what scripts/gpu/pack.sh put in .device/gpu (node, criu 4.1.1 + its libraries, the bundled
 # proof), checks the tools, then runs the proof for KYBERNATE_GPU_GIB (default 2,16).
 # Usage: tests/gpu/run.sh [OUTPUT_DIR]   (results: OUTPUT_DIR/gpu-results.json, logs beside it)
+# KYBERNATE_GPU_RUN=investigate runs tests/gpu/investigate.ts instead (docs/gpu.md), =both runs both.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 pack=${KYBERNATE_GPU_PACK:-.device/gpu}
@@ -37,10 +38,19 @@ chmod +x "$runtime/criu.sh"
   df -h /var/tmp | tail -1
 } 2>&1 | tee "$out/tools.log"
 
-echo "== proof"
-"$runtime/node" "$pack/run-proof.mjs" --gib "${KYBERNATE_GPU_GIB:-2,16}" --out "$out/gpu-results.json" \
-  --criu "$runtime/criu.sh" --python python3 --workload tests/gpu/workload.py 2>&1 | tee "$out/proof.log"
-status=${PIPESTATUS[0]}
+mode=${KYBERNATE_GPU_RUN:-proof}
+status=0
+if [ "$mode" != investigate ]; then
+  echo "== proof"
+  "$runtime/node" "$pack/run-proof.mjs" --gib "${KYBERNATE_GPU_GIB:-2,16}" --out "$out/gpu-results.json" \
+    --criu "$runtime/criu.sh" --python python3 --workload tests/gpu/workload.py 2>&1 | tee "$out/proof.log"
+  status=${PIPESTATUS[0]}
+fi
+if [ "$mode" != proof ]; then
+  echo "== investigation"
+  "$runtime/node" "$pack/investigate.mjs" --out "$out/gpu-investigation.json" 2>&1 | tee "$out/investigate.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
 # CRIU's own logs of the last attempt, for when a dump or restore failed.
 for f in /var/tmp/kybernate-gpu/criu-images/dump.log /var/tmp/kybernate-gpu/criu-images/restore.log; do
   [ -f "$f" ] && tail -c 200000 "$f" > "$out/criu-$(basename "$f")"
