@@ -74,6 +74,16 @@ export const isAlreadyExists = (err: unknown): boolean => err instanceof KubeApi
 /** The resourceVersion a list or watch asked for is compacted away: list again. */
 export const isGone = (err: unknown): boolean => err instanceof KubeApiError && (err.statusCode === 410 || err.code === 'Expired' || err.code === 'Gone');
 
+/** The object, or undefined when it does not exist. */
+export async function getOptional<T extends KubeObject>(kube: KubeClient, type: ResourceType, namespace: string | undefined, name: string): Promise<T | undefined> {
+  try {
+    return await kube.get<T>(type, namespace, name);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
 const FIELD_MANAGER = 'kybernate-controller';
 /** Extra time on top of a watch's timeoutSeconds before a silent connection counts as dead. */
 const WATCH_GRACE_MS = 30_000;

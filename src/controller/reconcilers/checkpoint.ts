@@ -2,20 +2,18 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { parseDuration } from '../../lib/duration.ts';
 import type { KybernateCheckpoint, KybernateCheckpointStatus } from '../../api/index.ts';
 import { checkpointIdFor } from '../agent/node-agent.ts';
-import { isNotFound } from '../kube/client.ts';
+import { getOptional } from '../kube/client.ts';
 import { CHECKPOINTS, PODS } from '../kube/resources.ts';
 import type { IndexedCache } from '../runtime/cache.ts';
 import type { ReconcileRequest, ReconcileResult, Reconciler } from '../runtime/controller.ts';
 import { hasFinalizer, setFinalizer } from '../runtime/finalizers.ts';
 import type { ReconcilerDeps } from './deps.ts';
 import { failureMessage, isTransient, OperationRecorder } from './operation-status.ts';
-import { isTerminating, resolveContainer } from './pods.ts';
+import { isTerminating, resolveContainer, WAIT_FOR_POD_MS } from './pods.ts';
 
 /** Removes the checkpoint images on the node when the KybernateCheckpoint is deleted. */
 export const CHECKPOINT_FINALIZER = 'kybernate.io/checkpoint-artifact';
 
-/** How often a checkpoint waiting for its pod to be scheduled/running looks again. */
-const WAIT_FOR_POD_MS = 2_000;
 
 /**
  * KybernateCheckpoint: validate the pod and container, then ask the node agent to checkpoint it.
@@ -41,10 +39,7 @@ export class CheckpointReconciler implements Reconciler {
     if (phase === 'Completed' || phase === 'Failed') return;
     checkpoint = await setFinalizer(this.deps.kube, CHECKPOINTS, checkpoint, CHECKPOINT_FINALIZER, true);
 
-    const pod = await this.deps.kube.get<V1Pod>(PODS, namespace, checkpoint.spec.podName).catch((err: unknown) => {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    });
+    const pod = await getOptional<V1Pod>(this.deps.kube, PODS, namespace, checkpoint.spec.podName);
     if (!pod) return void (await this.recorder.fail(checkpoint, 'PodNotFound', `pod ${checkpoint.spec.podName} does not exist in ${namespace}`));
     const container = resolveContainer(pod, checkpoint.spec.containerName);
     if (!container.ok) return void (await this.recorder.fail(checkpoint, container.reason, container.message));

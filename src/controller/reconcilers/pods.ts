@@ -1,6 +1,9 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseKubeTime } from '../runtime/time.ts';
 
+/** How often an operation waiting for its pod (to exist, be scheduled, run) looks again: pods of other owners are not watched. */
+export const WAIT_FOR_POD_MS = 2_000;
+
 export type ContainerResolution =
   | { ok: true; container: string; containerId: string | undefined; running: boolean }
   | { ok: false; reason: 'ContainerNotFound' | 'ContainerAmbiguous'; message: string };

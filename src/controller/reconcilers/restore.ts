@@ -1,20 +1,18 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { KybernateCheckpoint, KybernateRestore, KybernateRestoreStatus } from '../../api/index.ts';
 import { checkpointIdFor } from '../agent/node-agent.ts';
-import { isNotFound } from '../kube/client.ts';
+import { getOptional } from '../kube/client.ts';
 import { PODS, RESTORES } from '../kube/resources.ts';
 import type { IndexedCache } from '../runtime/cache.ts';
 import type { ReconcileRequest, ReconcileResult, Reconciler } from '../runtime/controller.ts';
 import type { ReconcilerDeps } from './deps.ts';
 import { failureMessage, isTransient, OperationRecorder } from './operation-status.ts';
-import { resolveContainer } from './pods.ts';
+import { resolveContainer, WAIT_FOR_POD_MS } from './pods.ts';
 
 /** Index of the restores cache: `namespace/checkpointRef`, so a checkpoint's change wakes its restores. */
 export const RESTORES_BY_CHECKPOINT = 'checkpoint';
 export const restoreCheckpointIndex = (restore: KybernateRestore): string[] => [`${restore.metadata?.namespace}/${restore.spec.checkpointRef}`];
 
-/** How often a restore waiting for its target pod looks again. */
-const WAIT_FOR_POD_MS = 2_000;
 
 /**
  * KybernateRestore: the checkpoint must exist and be Completed, the target node must be able to read
@@ -53,10 +51,7 @@ export class RestoreReconciler implements Reconciler {
       return void (await this.recorder.fail(restore, 'NodeMismatch', `checkpoint ${checkpointRef} is stored node-locally on ${sourceNode}; it cannot be restored on ${node}`));
     }
 
-    const pod = await this.deps.kube.get<V1Pod>(PODS, namespace, targetPod.name).catch((err: unknown) => {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    });
+    const pod = await getOptional<V1Pod>(this.deps.kube, PODS, namespace, targetPod.name);
     if (!pod) {
       await this.recorder.write(restore, 'Pending', 'TargetPodMissing', `waiting for pod ${targetPod.name} to exist`);
       return { requeueAfterMs: WAIT_FOR_POD_MS };

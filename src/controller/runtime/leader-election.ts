@@ -1,6 +1,6 @@
 import type { Logger } from '../../lib/log.ts';
 import { errorMessage } from '../../lib/errors.ts';
-import { isAlreadyExists, isConflict, isNotFound, type KubeClient, type KubeObject } from '../kube/client.ts';
+import { getOptional, isAlreadyExists, isConflict, type KubeClient, type KubeObject } from '../kube/client.ts';
 import { LEASES } from '../kube/resources.ts';
 import { decideLease, mustStepDown, releasedLease, sameLease, type LeaseObservation, type LeaseSpec } from './leader-decision.ts';
 import { sleep } from './scheduler.ts';
@@ -81,10 +81,7 @@ export class LeaderElector {
   private async tryAcquireOrRenew(log: Logger): Promise<'holding' | 'taken' | 'failed'> {
     const { namespace, leaseName, identity, leaseDurationMs } = this.config;
     try {
-      const existing = await this.kube.get<Lease>(LEASES, namespace, leaseName).catch((err: unknown) => {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      });
+      const existing = await getOptional<Lease>(this.kube, LEASES, namespace, leaseName);
       const nowMs = Date.now();
       if (!this.observation || !sameLease(this.observation.spec, existing?.spec)) {
         this.observation = { spec: existing?.spec ?? {}, observedAtMs: nowMs };

@@ -1,13 +1,13 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { KybernateWorkload } from '../../../src/api/index.ts';
+import { findCondition, type KybernateWorkload } from '../../../src/api/index.ts';
 import { KIND_DEFINITIONS, buildCrd } from '../../../src/api/crd.ts';
 import type { WorkloadActivityEntry } from '../../../src/controller/activity/activity-source.ts';
 import { HttpActivitySource } from '../../../src/controller/activity/activity-source.ts';
 import { kybernateControllers } from '../../../src/controller/controllers.ts';
-import { HttpKubeClient, isNotFound, type KubeClient, type KubeObject } from '../../../src/controller/kube/client.ts';
-import { PODS, type ResourceType } from '../../../src/controller/kube/resources.ts';
+import { HttpKubeClient, type KubeClient, type KubeObject } from '../../../src/controller/kube/client.ts';
+import { PODS, WORKLOADS, type ResourceType } from '../../../src/controller/kube/resources.ts';
 import { LeaderElector } from '../../../src/controller/runtime/leader-election.ts';
 import { Manager } from '../../../src/controller/runtime/manager.ts';
 import { createLogger } from '../../../src/lib/log.ts';
@@ -148,11 +148,14 @@ export async function runPod(kube: KubeClient, namespace: string, name: string, 
   }, 'status');
 }
 
-export async function getOrUndefined<T extends KubeObject>(kube: KubeClient, type: ResourceType, namespace: string, name: string): Promise<T | undefined> {
-  try {
-    return await kube.get<T>(type, namespace, name);
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  }
+/** The workload once its status satisfies `accept` (by default: once it has reached `phase`). */
+export async function waitForWorkload(kube: KubeClient, namespace: string, name: string, phase: string, accept: (w: KybernateWorkload) => boolean = () => true, timeoutMs?: number): Promise<KybernateWorkload> {
+  return waitFor(`${namespace}/${name} ${phase}`, async () => {
+    const workload = await kube.get<KybernateWorkload>(WORKLOADS, namespace, name);
+    return workload.status?.phase === phase && accept(workload) ? workload : undefined;
+  }, timeoutMs);
+}
+
+export function isReady(workload: KybernateWorkload): boolean {
+  return findCondition(workload.status?.conditions, 'Ready')?.status === 'True';
 }

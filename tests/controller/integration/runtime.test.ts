@@ -1,14 +1,14 @@
 import type { V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KybernateWorkload } from '../../../src/api/index.ts';
-import type { KubeClient, KubeObject } from '../../../src/controller/kube/client.ts';
+import { getOptional, type KubeClient, type KubeObject } from '../../../src/controller/kube/client.ts';
 import { toMicroTime } from '../../../src/controller/runtime/time.ts';
 import { EVENTS, LEASES, SERVICES, WORKLOADS } from '../../../src/controller/kube/resources.ts';
 import { Informer } from '../../../src/controller/runtime/informer.ts';
 import { updateStatus } from '../../../src/controller/runtime/status.ts';
 import { createLogger } from '../../../src/lib/log.ts';
 import type { ControlPlane } from '../../harness/kube/index.ts';
-import { ActivityServer, createNamespace, getOrUndefined, startController, startKube, waitFor, workloadManifest } from './env.ts';
+import { ActivityServer, createNamespace, startController, startKube, waitFor, waitForWorkload, workloadManifest } from './env.ts';
 
 type Event = KubeObject & { reason: string; reportingInstance: string; regarding: { name: string } };
 type Lease = KubeObject & { spec?: { holderIdentity?: string; leaseTransitions?: number } };
@@ -84,11 +84,11 @@ describe('controller runtime against a real kube-apiserver', () => {
     try {
       const ns = await createNamespace(kube, 'survive');
       await kube.create(WORKLOADS, workloadManifest(ns, 'one'));
-      await waitFor('service one', () => getOrUndefined<V1Service>(kube, SERVICES, ns, 'one'));
+      await waitFor('service one', () => getOptional<V1Service>(kube, SERVICES, ns, 'one'));
       await plane.restartApiServer();
       await kube.create(WORKLOADS, workloadManifest(ns, 'two'));
-      await waitFor('service two', () => getOrUndefined<V1Service>(kube, SERVICES, ns, 'two'), 60_000);
-      await waitFor('status two', async () => (await kube.get<KybernateWorkload>(WORKLOADS, ns, 'two')).status?.phase === 'Running');
+      await waitFor('service two', () => getOptional<V1Service>(kube, SERVICES, ns, 'two'), 60_000);
+      await waitForWorkload(kube, ns, 'two', 'Running');
     } finally {
       await controller.stop();
     }
@@ -101,7 +101,7 @@ describe('controller runtime against a real kube-apiserver', () => {
     try {
       const ns = await createNamespace(kube, 'leader');
       await kube.create(WORKLOADS, workloadManifest(ns, 'first', { suspend: true }));
-      await waitFor('first suspended', async () => (await kube.get<KybernateWorkload>(WORKLOADS, ns, 'first')).status?.phase === 'Suspended');
+      await waitForWorkload(kube, ns, 'first', 'Suspended');
       // Give b every chance to act wrongly: several renew periods.
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       expect(b.elector.isLeader()).toBe(false);
@@ -114,7 +114,7 @@ describe('controller runtime against a real kube-apiserver', () => {
       const lease = await kube.get<Lease>(LEASES, 'default', 'kybernate-controller');
       expect(lease.spec?.holderIdentity).toBe('instance-b');
       await kube.create(WORKLOADS, workloadManifest(ns, 'second', { suspend: true }));
-      await waitFor('second suspended', async () => (await kube.get<KybernateWorkload>(WORKLOADS, ns, 'second')).status?.phase === 'Suspended');
+      await waitForWorkload(kube, ns, 'second', 'Suspended');
       expect(await reporters('second')).toEqual(new Set(['instance-b']));
     } finally {
       await b.stop();
@@ -132,7 +132,7 @@ describe('controller runtime against a real kube-apiserver', () => {
     const ns = await createNamespace(kube, 'deposed');
     await kube.create(WORKLOADS, workloadManifest(ns, 'ignored'));
     await new Promise((resolve) => setTimeout(resolve, 1_500));
-    expect(await getOrUndefined(kube, SERVICES, ns, 'ignored')).toBeUndefined();
+    expect(await getOptional(kube, SERVICES, ns, 'ignored')).toBeUndefined();
     await a.stop();
   });
 });

@@ -2,11 +2,11 @@ import type { V1Pod, V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KybernateCheckpoint, KybernateRestore, KybernateWorkload } from '../../../src/api/index.ts';
 import { findCondition } from '../../../src/api/index.ts';
-import type { KubeClient, KubeObject } from '../../../src/controller/kube/client.ts';
+import { getOptional, type KubeClient, type KubeObject } from '../../../src/controller/kube/client.ts';
 import { CHECKPOINTS, EVENTS, PODS, RESTORES, SERVICES, WORKLOADS } from '../../../src/controller/kube/resources.ts';
 import { RESTORE_FROM_ANNOTATION } from '../../../src/controller/reconcilers/workload-objects.ts';
 import type { ControlPlane } from '../../harness/kube/index.ts';
-import { ActivityServer, createNamespace, getOrUndefined, runPod, startController, startKube, waitFor, workloadManifest, type RunningController } from './env.ts';
+import { ActivityServer, createNamespace, isReady, runPod, startController, startKube, waitFor, waitForWorkload, workloadManifest, type RunningController } from './env.ts';
 
 type Event = KubeObject & { reason: string; type: string; reportingInstance: string; regarding: { name: string; kind: string } };
 
@@ -30,31 +30,35 @@ describe('workload reconciler against a real kube-apiserver', () => {
 
   const workload = (ns: string, name: string) => kube.get<KybernateWorkload>(WORKLOADS, ns, name);
   const podsOf = async (ns: string) => (await kube.list<V1Pod>(PODS, ns)).items;
+  /** A workload whose pod runs and is ready, as after a normal start. */
+  const startServing = async (ns: string, name: string) => {
+    await kube.create(WORKLOADS, workloadManifest(ns, name));
+    await runPod(kube, ns, (await firstPod(ns)).metadata!.name!);
+    return waitForWorkload(kube, ns, name, 'Running', isReady);
+  };
+  const firstPod = (ns: string) => waitFor(`a pod in ${ns}`, async () => (await podsOf(ns))[0]);
   const eventReasons = async (ns: string, name: string) =>
     (await kube.list<Event>(EVENTS, ns)).items.filter((e) => e.regarding.name === name).map((e) => e.reason);
 
   it('creates an owned Service and pod, and reports Running/Ready once the pod is ready', async () => {
     const ns = await createNamespace(kube, 'create');
     const created = await kube.create(WORKLOADS, workloadManifest(ns, 'llm'));
-    const service = await waitFor('service', () => getOrUndefined<V1Service>(kube, SERVICES, ns, 'llm'));
+    const service = await waitFor('service', () => getOptional<V1Service>(kube, SERVICES, ns, 'llm'));
     expect(service.spec?.selector).toEqual({ 'kybernate.io/workload': 'llm' });
     expect(service.spec?.ports?.[0]?.port).toBe(8080);
     expect(service.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'KybernateWorkload', name: 'llm', uid: created.metadata?.uid, controller: true });
 
-    const [pod] = await waitFor('pod', async () => ((await podsOf(ns)).length === 1 ? podsOf(ns) : undefined));
-    expect(pod!.metadata?.labels).toMatchObject({ 'kybernate.io/workload': 'llm', app: 'llm' });
-    expect(pod!.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'KybernateWorkload', uid: created.metadata?.uid, controller: true });
+    const pod = await firstPod(ns);
+    expect(pod.metadata?.labels).toMatchObject({ 'kybernate.io/workload': 'llm', app: 'llm' });
+    expect(pod.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'KybernateWorkload', uid: created.metadata?.uid, controller: true });
 
-    const notReady = await waitFor('status Running', async () => ((await workload(ns, 'llm')).status?.phase === 'Running' ? workload(ns, 'llm') : undefined));
+    const notReady = await waitForWorkload(kube, ns, 'llm', 'Running');
     expect(findCondition(notReady.status?.conditions, 'Ready')).toMatchObject({ status: 'False', reason: 'PodNotReady' });
     expect(notReady.status?.observedGeneration).toBe(notReady.metadata.generation);
 
-    await runPod(kube, ns, pod!.metadata!.name!);
-    const ready = await waitFor('Ready=True', async () => {
-      const w = await workload(ns, 'llm');
-      return findCondition(w.status?.conditions, 'Ready')?.status === 'True' ? w : undefined;
-    });
-    expect(ready.status).toMatchObject({ phase: 'Running', node: 'node-a', endpoints: [{ pod: pod!.metadata!.name, ip: '10.244.0.7', port: 8080, ready: true }] });
+    await runPod(kube, ns, pod.metadata!.name!);
+    const ready = await waitForWorkload(kube, ns, 'llm', 'Running', isReady);
+    expect(ready.status).toMatchObject({ phase: 'Running', node: 'node-a', endpoints: [{ pod: pod.metadata!.name, ip: '10.244.0.7', port: 8080, ready: true }] });
     expect(findCondition(ready.status?.conditions, 'Suspended')).toMatchObject({ status: 'False' });
     expect(findCondition(ready.status?.conditions, 'CheckpointAvailable')).toMatchObject({ status: 'False', reason: 'NoCheckpoint' });
   });
@@ -62,17 +66,14 @@ describe('workload reconciler against a real kube-apiserver', () => {
   it('follows spec updates (Service port) and leaves a deleted workload alone', async () => {
     const ns = await createNamespace(kube, 'update');
     await kube.create(WORKLOADS, workloadManifest(ns, 'svc'));
-    await waitFor('service', () => getOrUndefined<V1Service>(kube, SERVICES, ns, 'svc'));
+    await waitFor('service', () => getOptional<V1Service>(kube, SERVICES, ns, 'svc'));
     await kube.mergePatch(WORKLOADS, ns, 'svc', { spec: { activator: { port: 9090 } } });
     await waitFor('service port 9090', async () => (await kube.get<V1Service>(SERVICES, ns, 'svc')).spec?.ports?.[0]?.port === 9090);
-    const updated = await waitFor('observedGeneration 2', async () => {
-      const w = await workload(ns, 'svc');
-      return w.status?.observedGeneration === 2 ? w : undefined;
-    });
+    const updated = await waitForWorkload(kube, ns, 'svc', 'Running', (w) => w.status?.observedGeneration === 2);
     expect(updated.metadata.generation).toBe(2);
 
     await kube.delete(WORKLOADS, ns, 'svc');
-    await waitFor('workload gone', async () => (await getOrUndefined(kube, WORKLOADS, ns, 'svc')) === undefined);
+    await waitFor('workload gone', async () => (await getOptional(kube, WORKLOADS, ns, 'svc')) === undefined);
     // No garbage collector runs here: the owned objects stay, and the controller must not recreate or touch them.
     const service = await kube.get<V1Service>(SERVICES, ns, 'svc');
     await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -82,21 +83,18 @@ describe('workload reconciler against a real kube-apiserver', () => {
   it('goes idle -> Suspending -> Suspended through a checkpoint, and wakes exactly once on concurrent wake requests', async () => {
     const ns = await createNamespace(kube, 'idle');
     await kube.create(WORKLOADS, workloadManifest(ns, 'idle', { idleTimeout: '3s' }));
-    const [pod] = await waitFor('pod', async () => ((await podsOf(ns)).length === 1 ? podsOf(ns) : undefined));
-    const podName = pod!.metadata!.name!;
+    const pod = await firstPod(ns);
+    const podName = pod.metadata!.name!;
     // Requests in flight keep it running whatever the time since the last request.
     activity.workloads = [{ namespace: ns, name: 'idle', inFlight: 1, queued: 0, lastRequestTime: new Date(Date.now() - 3_600_000).toISOString() }];
     await runPod(kube, ns, podName);
-    await waitFor('Ready', async () => findCondition((await workload(ns, 'idle')).status?.conditions, 'Ready')?.status === 'True');
+    await waitForWorkload(kube, ns, 'idle', 'Running', isReady);
     await new Promise((resolve) => setTimeout(resolve, 3_500));
     expect((await workload(ns, 'idle')).status?.phase).toBe('Running');
     expect(controller.agent.checkpoints.filter((c) => c.container.namespace === ns)).toHaveLength(0);
 
     activity.workloads = [{ namespace: ns, name: 'idle', inFlight: 0, queued: 0, lastRequestTime: new Date().toISOString() }];
-    const suspended = await waitFor('Suspended', async () => {
-      const w = await workload(ns, 'idle');
-      return w.status?.phase === 'Suspended' ? w : undefined;
-    }, 30_000);
+    const suspended = await waitForWorkload(kube, ns, 'idle', 'Suspended', undefined, 30_000);
     expect(findCondition(suspended.status?.conditions, 'Suspended')).toMatchObject({ status: 'True', reason: 'IdleTimeout' });
     expect(findCondition(suspended.status?.conditions, 'CheckpointAvailable')).toMatchObject({ status: 'True' });
     expect(findCondition(suspended.status?.conditions, 'Ready')).toMatchObject({ status: 'False', reason: 'Suspended' });
@@ -118,11 +116,11 @@ describe('workload reconciler against a real kube-apiserver', () => {
         kube.mergePatch(WORKLOADS, ns, 'idle', { metadata: { annotations: { 'kybernate.io/activation-requested-at': new Date(Date.now() + i).toISOString() } } }),
       ),
     );
-    const restorePod = await waitFor('restore pod', async () => ((await podsOf(ns))[0]));
+    const restorePod = await firstPod(ns);
     expect(restorePod.metadata?.annotations?.[RESTORE_FROM_ANNOTATION]).toBe(checkpointName);
     expect(restorePod.spec?.nodeName).toBe('node-a');
     const restore = await waitFor('restore Completed', async () => {
-      const r = await getOrUndefined<KybernateRestore>(kube, RESTORES, ns, restorePod.metadata!.name!);
+      const r = await getOptional<KybernateRestore>(kube, RESTORES, ns, restorePod.metadata!.name!);
       return r?.status?.phase === 'Completed' ? r : undefined;
     });
     expect(restore.spec).toMatchObject({ checkpointRef: checkpointName, targetPod: { name: restorePod.metadata?.name, node: 'node-a' } });
@@ -131,10 +129,7 @@ describe('workload reconciler against a real kube-apiserver', () => {
 
     activity.workloads = [{ namespace: ns, name: 'idle', inFlight: 3, queued: 0, lastRequestTime: new Date().toISOString() }];
     await runPod(kube, ns, restorePod.metadata!.name!);
-    const running = await waitFor('Running again', async () => {
-      const w = await workload(ns, 'idle');
-      return w.status?.phase === 'Running' && findCondition(w.status.conditions, 'Ready')?.status === 'True' ? w : undefined;
-    });
+    const running = await waitForWorkload(kube, ns, 'idle', 'Running', isReady);
     expect(running.status?.lastRestoreDurationSeconds).toBeGreaterThanOrEqual(0);
     const restoreCalls = controller.agent.restores.filter((r) => r.target.namespace === ns);
     expect(restoreCalls).toHaveLength(1);
@@ -147,15 +142,9 @@ describe('workload reconciler against a real kube-apiserver', () => {
 
   it('suspend: true suspends (SuspendRequested); clearing it restores', async () => {
     const ns = await createNamespace(kube, 'suspend');
-    await kube.create(WORKLOADS, workloadManifest(ns, 'job'));
-    const [pod] = await waitFor('pod', async () => ((await podsOf(ns)).length === 1 ? podsOf(ns) : undefined));
-    await runPod(kube, ns, pod!.metadata!.name!);
-    await waitFor('Ready', async () => findCondition((await workload(ns, 'job')).status?.conditions, 'Ready')?.status === 'True');
+    await startServing(ns, 'job');
     await kube.mergePatch(WORKLOADS, ns, 'job', { spec: { suspend: true } });
-    const suspended = await waitFor('Suspended', async () => {
-      const w = await workload(ns, 'job');
-      return w.status?.phase === 'Suspended' ? w : undefined;
-    });
+    const suspended = await waitForWorkload(kube, ns, 'job', 'Suspended');
     expect(findCondition(suspended.status?.conditions, 'Suspended')).toMatchObject({ status: 'True', reason: 'SuspendRequested' });
 
     // A wake request does not override spec.suspend.
@@ -164,41 +153,32 @@ describe('workload reconciler against a real kube-apiserver', () => {
     expect((await workload(ns, 'job')).status?.phase).toBe('Suspended');
 
     await kube.mergePatch(WORKLOADS, ns, 'job', { spec: { suspend: false } });
-    await waitFor('Restoring', async () => (await workload(ns, 'job')).status?.phase === 'Restoring');
-    const restored = await waitFor('restore pod', async () => (await podsOf(ns))[0]);
+    await waitForWorkload(kube, ns, 'job', 'Restoring');
+    const restored = await firstPod(ns);
     expect(restored.metadata?.annotations?.[RESTORE_FROM_ANNOTATION]).toBe(suspended.status?.lastCheckpointRef);
   });
 
   it('a never-started workload suspends without a checkpoint and wakes into a fresh pod', async () => {
     const ns = await createNamespace(kube, 'cold');
     await kube.create(WORKLOADS, workloadManifest(ns, 'cold', { suspend: true }));
-    const suspended = await waitFor('Suspended', async () => {
-      const w = await workload(ns, 'cold');
-      return w.status?.phase === 'Suspended' ? w : undefined;
-    });
+    const suspended = await waitForWorkload(kube, ns, 'cold', 'Suspended');
     expect(suspended.status?.lastCheckpointRef).toBeUndefined();
     expect(findCondition(suspended.status?.conditions, 'CheckpointAvailable')).toMatchObject({ status: 'False', reason: 'NoCheckpoint' });
     expect(await podsOf(ns)).toHaveLength(0);
     await kube.mergePatch(WORKLOADS, ns, 'cold', { spec: { suspend: false } });
-    const pod = await waitFor('fresh pod', async () => (await podsOf(ns))[0]);
+    const pod = await firstPod(ns);
     expect(pod.metadata?.annotations?.[RESTORE_FROM_ANNOTATION]).toBeUndefined();
     await runPod(kube, ns, pod.metadata!.name!);
-    await waitFor('Running', async () => (await workload(ns, 'cold')).status?.phase === 'Running');
+    await waitForWorkload(kube, ns, 'cold', 'Running');
     expect(controller.agent.restores.filter((r) => r.target.namespace === ns)).toHaveLength(0);
   });
 
   it('a failed checkpoint marks the workload Failed with a Warning event, and a spec change starts over', async () => {
     const ns = await createNamespace(kube, 'fail');
-    await kube.create(WORKLOADS, workloadManifest(ns, 'bad'));
-    const [pod] = await waitFor('pod', async () => ((await podsOf(ns)).length === 1 ? podsOf(ns) : undefined));
-    await runPod(kube, ns, pod!.metadata!.name!);
-    await waitFor('Ready', async () => findCondition((await workload(ns, 'bad')).status?.conditions, 'Ready')?.status === 'True');
+    await startServing(ns, 'bad');
     controller.agent.failNext.checkpoint = 'criu dump: task has an open device';
     await kube.mergePatch(WORKLOADS, ns, 'bad', { spec: { suspend: true } });
-    const failed = await waitFor('Failed', async () => {
-      const w = await workload(ns, 'bad');
-      return w.status?.phase === 'Failed' ? w : undefined;
-    });
+    const failed = await waitForWorkload(kube, ns, 'bad', 'Failed');
     expect(failed.status?.message).toContain('criu dump: task has an open device');
     const checkpoint = await kube.get<KybernateCheckpoint>(CHECKPOINTS, ns, failed.status!.lastCheckpointRef!);
     expect(checkpoint.status).toMatchObject({ phase: 'Failed', conditions: [expect.objectContaining({ type: 'Completed', status: 'False', reason: 'CheckpointFailed' })] });
@@ -206,6 +186,6 @@ describe('workload reconciler against a real kube-apiserver', () => {
     expect(await podsOf(ns)).toHaveLength(1);
 
     await kube.mergePatch(WORKLOADS, ns, 'bad', { spec: { suspend: false } });
-    await waitFor('Running again', async () => (await workload(ns, 'bad')).status?.phase === 'Running');
+    await waitForWorkload(kube, ns, 'bad', 'Running');
   });
 });
