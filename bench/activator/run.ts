@@ -8,7 +8,7 @@
  * stopped at the end. The last stdout line is one JSON object with the results.
  */
 import { execFileSync, spawn, fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,12 +58,13 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-async function startNginx(upstreamPort: number): Promise<{ port: number; dir: string }> {
+async function startNginx(upstreamPort: number): Promise<{ port: number; dir: string; pid: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'kybernate-bench-nginx-'));
   const port = await freePort();
   writeFileSync(
     join(dir, 'nginx.conf'),
     `worker_processes 1;
+master_process off;
 daemon off;
 pid ${dir}/nginx.pid;
 error_log stderr warn;
@@ -93,7 +94,7 @@ http {
   for (let attempt = 0; attempt < 100; attempt++) {
     try {
       await fetch(`http://127.0.0.1:${port}/`);
-      return { port, dir };
+      return { port, dir, pid: child.pid! };
     } catch {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -102,6 +103,7 @@ http {
 }
 
 interface WrkResult {
+  readonly requests: number;
   readonly rps: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -121,14 +123,15 @@ function wrk(port: number, connections: number, host: string): WrkResult {
     ['-t1', `-c${connections}`, `-d${durationS}s`, '--latency', '-H', `Host: ${host}`, `http://127.0.0.1:${port}/`],
     { encoding: 'utf8' },
   );
+  const requests = /(\d+) requests in/.exec(output);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(output);
   const p50 = /\s50%\s+(\S+)/.exec(output);
   const p99 = /\s99%\s+(\S+)/.exec(output);
-  if (rps === null || p50 === null || p99 === null) throw new Error(`cannot parse wrk output:\n${output}`);
+  if (requests === null || rps === null || p50 === null || p99 === null) throw new Error(`cannot parse wrk output:\n${output}`);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(output);
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
   const errors = Number(non2xx?.[1] ?? 0) + (socketErrors === null ? 0 : socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0));
-  return { rps: Number(rps[1]), p50Ms: toMs(p50[1]!), p99Ms: toMs(p99[1]!), errors };
+  return { requests: Number(requests[1]), rps: Number(rps[1]), p50Ms: toMs(p50[1]!), p99Ms: toMs(p99[1]!), errors };
 }
 
 function median(values: number[]): number {
@@ -137,17 +140,33 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
+/** CPU time (user + system) a process has used so far, in microseconds (Linux clock ticks are 10 ms). */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+interface Measured extends WrkResult {
+  /** CPU microseconds the proxy process spent per request: robust to other load on the machine. */
+  readonly cpuUsPerRequest?: number;
+}
+
 /** Runs each named target `repetitions` times, interleaved so drift in machine load hits all alike. */
-function measure(targets: Record<string, { port: number; host: string }>, connections: number): Record<string, WrkResult> {
-  const runs: Record<string, WrkResult[]> = {};
+function measure(targets: Record<string, { port: number; host: string; pid?: number }>, connections: number): Record<string, Measured> {
+  const runs: Record<string, (WrkResult & { cpuUs?: number })[]> = {};
   for (let round = 0; round < repetitions; round++) {
     for (const [name, target] of Object.entries(targets)) {
-      (runs[name] ??= []).push(wrk(target.port, connections, target.host));
+      const cpuBefore = target.pid === undefined ? 0 : cpuMicros(target.pid);
+      const run = wrk(target.port, connections, target.host);
+      (runs[name] ??= []).push(target.pid === undefined ? run : { ...run, cpuUs: (cpuMicros(target.pid) - cpuBefore) / run.requests });
     }
   }
-  const result: Record<string, WrkResult> = {};
+  const result: Record<string, Measured> = {};
   for (const [name, list] of Object.entries(runs)) {
+    const cpu = list.flatMap((run) => (run.cpuUs === undefined ? [] : [run.cpuUs]));
     result[name] = {
+      ...(cpu.length === 0 ? {} : { cpuUsPerRequest: Math.round(median(cpu)) }),
+      requests: list.reduce((sum, run) => sum + run.requests, 0),
       rps: Math.round(median(list.map((run) => run.rps))),
       p50Ms: median(list.map((run) => run.p50Ms)),
       p99Ms: median(list.map((run) => run.p99Ms)),
@@ -210,10 +229,10 @@ async function main(): Promise<void> {
   console.error('1. capacity, trivial upstream, 64 connections');
   const capacity = measure(
     {
-      direct: { port: fast.port, host },
-      activator: { port: activatorFast.port, host },
-      nginx: { port: nginx.port, host },
-      httpProxy: { port: httpProxy.port, host },
+      direct: { port: fast.port, host, pid: fast.child.pid! },
+      activator: { port: activatorFast.port, host, pid: activatorFast.child.pid! },
+      nginx: { port: nginx.port, host, pid: nginx.pid },
+      httpProxy: { port: httpProxy.port, host, pid: httpProxy.child.pid! },
     },
     64,
   );
@@ -238,6 +257,12 @@ async function main(): Promise<void> {
     http_proxy_capacity_rps: capacity.httpProxy!.rps,
     capacity_vs_http_proxy: round3(capacity.activator!.rps / capacity.httpProxy!.rps),
     capacity_vs_nginx: round3(capacity.activator!.rps / capacity.nginx!.rps),
+    cpu_us_per_request: {
+      upstream_direct: capacity.direct!.cpuUsPerRequest,
+      activator: capacity.activator!.cpuUsPerRequest,
+      nginx: capacity.nginx!.cpuUsPerRequest,
+      http_proxy: capacity.httpProxy!.cpuUsPerRequest,
+    },
     slow_upstream_direct_rps_c64: slow64.direct!.rps,
     slow_upstream_rps_c64: slow64.activator!.rps,
     slow_upstream_ratio: round3(slow64.activator!.rps / slow64.direct!.rps),
