@@ -96,6 +96,9 @@ export class WorkloadRuntime {
       if (this.gate.pending) this.deps.log.info({ readyPods: this.targets.length, held: this.queue.size }, 'workload ready, releasing held requests');
       this.gate.ready();
       this.releaseHeld();
+    } else if (this.queue.size > 0) {
+      // The last pod went away while requests wait for a slot: they now wait for an activation.
+      this.requestActivation(this.deps.now());
     }
   }
 

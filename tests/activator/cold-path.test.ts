@@ -114,6 +114,17 @@ describe('activator cold path', () => {
     expect(running.trigger.calls).toEqual(['default/llm', 'default/llm']);
   });
 
+  it('answers requests still held when the drain grace period runs out with 503', async () => {
+    const { backend, running, agent } = await setup({});
+    const held = get(running, agent);
+    await waitFor('request held', () => queued(running, 'llm') === 1);
+    expect(await running.activator.drain(200)).toEqual({ forced: 1 });
+    const response = await held;
+    expect(response.statusCode).toBe(503);
+    expect(await response.body.text()).toContain('activator shut down before workload default/llm became ready');
+    expect(backend.seen).toHaveLength(0);
+  });
+
   it('answers probes itself without activating a suspended workload or counting them as activity', async () => {
     const { backend, running, agent } = await setup({});
     const probe = await get(running, agent, { 'user-agent': 'kube-probe/1.31' });

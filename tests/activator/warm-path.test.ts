@@ -160,6 +160,27 @@ describe('activator warm path', () => {
     expect(concurrency.get('b')!.total).toBe(6);
   });
 
+  it('propagates a client abort to the pod', async () => {
+    let upstreamClosed: Promise<unknown> | undefined;
+    const backend = track(
+      await startBackend((req, res) => {
+        upstreamClosed = once(res, 'close');
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('partial');
+      }),
+    );
+    const running = await activatorFor([backend.address]);
+    const controller = new AbortController();
+    const response = await request(`${running.url}/stream`, { headers: { host: 'web.test' }, signal: controller.signal });
+    const iterator = response.body[Symbol.asyncIterator]();
+    await iterator.next();
+    controller.abort();
+    await waitFor('backend saw the request', () => upstreamClosed !== undefined);
+    await upstreamClosed;
+    await waitFor('exchange finished', () => running.activator.openExchanges === 0);
+    expect(running.activator.activity()[0]!.inFlight).toBe(0);
+  });
+
   it('answers 502 with a clear message when the pod refuses the connection', async () => {
     const backend = await startBackend((_req, res) => res.end());
     const address = backend.address;
