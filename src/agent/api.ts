@@ -55,6 +55,7 @@ export interface OperationMessage {
   error_message: string;
   created_at: string;
   updated_at: string;
+  started_at: string;
 }
 
 export interface CheckpointMessage {
@@ -99,7 +100,6 @@ export function agentServiceDefinition(): grpc.ServiceDefinition {
     longs: Number,
     enums: String,
     defaults: true,
-    oneofs: true,
   });
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     kybernate: { agent: { v1: { Agent: grpc.ServiceClientConstructor } } };
@@ -185,6 +185,7 @@ export function operationToMessage(op: Operation): OperationMessage {
     error_message: op.error?.message ?? '',
     created_at: op.createdAt,
     updated_at: op.updatedAt,
+    started_at: op.startedAt ?? '',
   };
 }
 

@@ -13,6 +13,14 @@ export interface GpuInfo {
   memoryTotalBytes: number;
   memoryFreeBytes: number;
   memoryUsedBytes: number;
+  /** CUDA processes on this GPU with their memory (NVML only; a released process is not listed). */
+  processes?: GpuProcess[];
+}
+
+export interface GpuProcess {
+  pid: number;
+  /** null where NVML cannot tell (e.g. inside some containers). */
+  usedBytes: number | null;
 }
 
 export interface GpuAvailability {
@@ -119,6 +127,21 @@ export const systemGpuProbes: GpuProbes = {
 };
 
 const NVML_SUCCESS = 0;
+const NVML_PROCESS_INFO_BYTES = 24; // nvmlProcessInfo_t: pid u32, (pad), usedGpuMemory u64, gpuInstanceId u32, computeInstanceId u32
+const NVML_VALUE_NOT_AVAILABLE = 0xffffffffffffffffn;
+const NVML_MAX_PROCESSES = 256;
+
+/** Decodes the nvmlProcessInfo_t array that nvmlDeviceGetComputeRunningProcesses_v3 filled. */
+export function parseNvmlProcessInfos(buffer: Buffer, count: number): GpuProcess[] {
+  return Array.from({ length: count }, (_, i) => {
+    const used = buffer.readBigUInt64LE(i * NVML_PROCESS_INFO_BYTES + 8);
+    return {
+      pid: buffer.readUInt32LE(i * NVML_PROCESS_INFO_BYTES),
+      usedBytes: used === NVML_VALUE_NOT_AVAILABLE ? null : Number(used),
+    };
+  });
+}
+
 // Named types the NVML prototypes below refer to.
 koffi.struct('nvmlMemory_t', { total: 'uint64_t', free: 'uint64_t', used: 'uint64_t' });
 koffi.pointer('nvmlDevice_t', koffi.opaque());
@@ -134,6 +157,9 @@ export function listGpusWithNvml(libraryPath = 'libnvidia-ml.so.1'): GpuInfo[] {
   const getUuid = lib.func('int nvmlDeviceGetUUID(nvmlDevice_t device, _Out_ uint8_t *uuid, unsigned int length)');
   const getName = lib.func('int nvmlDeviceGetName(nvmlDevice_t device, _Out_ uint8_t *name, unsigned int length)');
   const getMemory = lib.func('int nvmlDeviceGetMemoryInfo(nvmlDevice_t device, _Out_ nvmlMemory_t *memory)');
+  const getProcesses = lib.func(
+    'int nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, _Inout_ unsigned int *count, void *infos)',
+  );
 
   const check = (what: string, result: number): void => {
     if (result !== NVML_SUCCESS) throw new GpuUnavailableError(`NVML ${what} failed: ${nvmlErrorString(result)} (${result})`);
@@ -142,6 +168,12 @@ export function listGpusWithNvml(libraryPath = 'libnvidia-ml.so.1'): GpuInfo[] {
     const buffer = Buffer.alloc(96);
     check(what, fn(device, buffer, buffer.length) as number);
     return buffer.toString('utf8', 0, buffer.indexOf(0));
+  };
+  const readProcesses = (device: unknown): GpuProcess[] | undefined => {
+    const infos = Buffer.alloc(NVML_MAX_PROCESSES * NVML_PROCESS_INFO_BYTES);
+    const count = [NVML_MAX_PROCESSES];
+    // Not supported everywhere (e.g. some vGPU/MIG setups): then the list is simply unknown.
+    return (getProcesses(device, count, infos) as number) === NVML_SUCCESS ? parseNvmlProcessInfos(infos, count[0]!) : undefined;
   };
 
   check('init', nvmlInit() as number);
@@ -161,6 +193,7 @@ export function listGpusWithNvml(libraryPath = 'libnvidia-ml.so.1'): GpuInfo[] {
         memoryTotalBytes: Number(memory.total),
         memoryFreeBytes: Number(memory.free),
         memoryUsedBytes: Number(memory.used),
+        processes: readProcesses(device[0]),
       });
     }
     return gpus;

@@ -53,7 +53,10 @@ export interface LoadCudaDriverOptions {
 
 /** Reads the driver API version without initialising CUDA (works on a node whose GPUs are busy or absent). */
 export function readCudaDriverApiVersion(libraryPath = 'libcuda.so.1'): number {
-  const lib = openLibrary(libraryPath);
+  return driverApiVersionOf(openLibrary(libraryPath));
+}
+
+function driverApiVersionOf(lib: LibraryHandle): number {
   const cuDriverGetVersion = lib.func('int cuDriverGetVersion(_Out_ int *version)');
   const version = [0];
   const result = cuDriverGetVersion(version) as number;
@@ -80,10 +83,10 @@ function openLibrary(libraryPath: string): LibraryHandle {
 export function loadCudaDriver(options: LoadCudaDriverOptions = {}): CudaCheckpointApi {
   const libraryPath = options.libraryPath ?? 'libcuda.so.1';
   const verified = options.verifiedApiVersions ?? VERIFIED_DRIVER_API_VERSIONS;
-  const driverApiVersion = readCudaDriverApiVersion(libraryPath);
+  const lib = openLibrary(libraryPath);
+  const driverApiVersion = driverApiVersionOf(lib);
   if (!verified.includes(driverApiVersion)) throw new UnsupportedCudaDriverError(driverApiVersion, verified);
 
-  const lib = openLibrary(libraryPath);
   const bind = (prototype: string): AsyncFn => {
     try {
       return lib.func(prototype);

@@ -23,6 +23,8 @@ export interface Operation {
   pid?: number;
   error?: { code: string; message: string };
   createdAt: string;
+  /** when it obtained its container's lock and began */
+  startedAt?: string;
   updatedAt: string;
 }
 
@@ -69,7 +71,7 @@ export function transition(op: Operation, event: OperationEvent, now: Date, step
   switch (event.type) {
     case 'start':
       if (op.state !== 'PENDING') return invalid();
-      return { ...op, state: 'RUNNING', updatedAt };
+      return { ...op, state: 'RUNNING', startedAt: updatedAt, updatedAt };
     case 'step':
       if (op.state !== 'RUNNING') return invalid();
       return { ...op, steps: [...closeStep(op.steps, now, stepStartedAt), { name: event.name }], updatedAt };

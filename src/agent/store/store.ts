@@ -114,10 +114,13 @@ export class CheckpointStore {
    */
   async commit(manifest: CheckpointManifest): Promise<void> {
     const staged = path.join(this.stagingDir, manifest.id);
-    for (const rel of await listFiles(staged)) {
-      await fs.chmod(path.join(staged, rel), 0o600);
-      await fsyncPath(path.join(staged, rel));
-    }
+    // fsync'ed side by side: one at a time costs a disk flush each.
+    await Promise.all(
+      (await listFiles(staged)).map(async (rel) => {
+        await fs.chmod(path.join(staged, rel), 0o600);
+        await fsyncPath(path.join(staged, rel));
+      }),
+    );
     await fs.writeFile(path.join(staged, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
     await fsyncPath(path.join(staged, MANIFEST_FILE));
     await fsyncPath(path.join(staged, CRIU_DIR));

@@ -19,6 +19,7 @@ describe('operation state machine', () => {
     op = transition(op, { type: 'step', name: 'criu-dump' }, t(5), t(2));
     op = transition(op, { type: 'succeed', checkpointId: 'ck-1' }, t(45), t(5));
     expect(op.state).toBe('SUCCEEDED');
+    expect(op.startedAt).toBe(t(1).toISOString());
     expect(op.checkpointId).toBe('ck-1');
     expect(op.steps).toEqual([
       { name: 'pause', ms: 3 },

@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AgentClient } from '../../../src/agent/client.ts';
+import { parseAgentConfig } from '../../../src/agent/config.ts';
+import { ContainerdClient } from '../../../src/agent/containerd/client.ts';
+import { startAgent, type RunningAgent } from '../../../src/agent/start.ts';
+import { createLogger } from '../../../src/lib/log.ts';
+import type { Containerd } from '../../harness/containerd/index.ts';
+
+/**
+ * In a Firecracker VM, x86 hardware breakpoints never fire, and CRIU's parasite code then waits forever
+ * for the trap that ends it (every dump hangs at "Sent msg to daemon 3"). CRIU's own switch for this
+ * (fault injection 130, FI_NO_BREAKPOINTS) makes it step through with PTRACE_SYSCALL instead. containerd
+ * passes its environment to the shim, runc and CRIU, so it must be set before containerd starts.
+ */
+export function disableCriuHardwareBreakpoints(): void {
+  process.env.CRIU_FAULT ??= '130';
+}
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export interface AgentDirs {
+  base: string;
+  socket: string;
+  store: string;
+  logs: string;
+}
+
+export async function agentDirs(containerd: Containerd, name: string): Promise<AgentDirs> {
+  const base = path.join(containerd.dir, `agent-${name}`);
+  await fs.mkdir(base, { recursive: true });
+  return { base, socket: path.join(base, 'agent.sock'), store: path.join(base, 'store'), logs: path.join(base, 'logs') };
+}
+
+export function agentFlags(containerd: Containerd, dirs: AgentDirs): string[] {
+  return [`--socket=${dirs.socket}`, `--containerd=${containerd.address}`, `--store=${dirs.store}`, `--log-dir=${dirs.logs}`, `--criu=${containerd.bin.criu}`, '--criu-timeout=2m'];
+}
+
+/** The agent in this process, against the harness's containerd. */
+export async function startTestAgent(containerd: Containerd, dirs: AgentDirs): Promise<{ running: RunningAgent; client: AgentClient }> {
+  const running = await startAgent(parseAgentConfig({}, agentFlags(containerd, dirs)), createLogger('agent-under-test'));
+  return { running, client: new AgentClient({ socketPath: dirs.socket }) };
+}
+
+/** The agent as its own process (`src/agent/main.ts`), for restarts; resolves once it answers Health. */
+export async function spawnAgentProcess(containerd: Containerd, dirs: AgentDirs): Promise<{ child: ChildProcess; client: AgentClient; output: () => string }> {
+  let output = '';
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/agent/main.ts'), ...agentFlags(containerd, dirs)], {
+    cwd: REPO_ROOT,
+    // The stack's PATH (for `criu --version`), but not containerd's TMPDIR, which the leak checks watch.
+    env: { ...process.env, PATH: containerd.env.PATH, KYBERNATE_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const client = new AgentClient({ socketPath: dirs.socket, timeoutMs: 2_000 });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`agent process exited with ${child.exitCode}: ${output}`);
+    const health = await client.health().catch(() => undefined);
+    if (health?.status === 'SERVING') return { child, client, output: () => output };
+    if (Date.now() > deadline) throw new Error(`agent process did not become healthy: ${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+export async function stopAgentProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+export function containerdClient(containerd: Containerd): ContainerdClient {
+  return new ContainerdClient({ address: containerd.address });
+}
