@@ -2,6 +2,9 @@
 
 const HOP_BY_HOP = new Set([
   'connection',
+  // Not hop-by-hop by the RFC, but Node's server already answered "100 Continue" to the client, and
+  // undici refuses to send the header anyway.
+  'expect',
   'keep-alive',
   'proxy-authenticate',
   'proxy-authorization',

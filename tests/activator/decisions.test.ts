@@ -60,7 +60,7 @@ describe('header rewriting', () => {
 
   it('drops hop-by-hop request headers, those named by Connection, and appends X-Forwarded-For', () => {
     const { headers, hasBody } = upstreamRequestHeaders(
-      ['Host', 'a.test', 'Connection', 'keep-alive, X-Trace-Hop', 'X-Trace-Hop', '1', 'TE', 'trailers', 'X-Forwarded-For', '1.2.3.4', 'Accept', '*/*'],
+      ['Host', 'a.test', 'Connection', 'keep-alive, X-Trace-Hop', 'X-Trace-Hop', '1', 'TE', 'trailers', 'Expect', '100-continue', 'X-Forwarded-For', '1.2.3.4', 'Accept', '*/*'],
       client,
     );
     expect(headers).toEqual(['Host', 'a.test', 'Accept', '*/*', 'x-forwarded-for', '1.2.3.4, 10.0.0.9', 'x-forwarded-proto', 'http', 'x-forwarded-host', 'a.test']);

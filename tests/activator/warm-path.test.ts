@@ -1,6 +1,6 @@
 /** Forwarding to ready pods: routing, headers, streaming, WebSocket, concurrency limits, drain, metrics. */
 import { once } from 'node:events';
-import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
+import { get as httpGet, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
@@ -80,6 +80,32 @@ describe('activator warm path', () => {
     expect(seen['x-forwarded-host']).toBe('web.test');
     expect(response.headers['x-secret-hop']).toBeUndefined();
     expect(response.headers['proxy-authenticate']).toBeUndefined();
+  });
+
+  it('forwards an upload sent with Expect: 100-continue (as curl does for large bodies)', async () => {
+    const backend = track(
+      await startBackend((req, res) => {
+        let body = '';
+        req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        req.on('end', () => res.end(`${req.headers.expect ?? 'no expect'}:${body}`));
+      }),
+    );
+    const running = await activatorFor([backend.address]);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const outgoing = httpRequest(`${running.url}/upload`, {
+        method: 'PUT',
+        agent: false,
+        headers: { host: 'web.test', expect: '100-continue', 'content-length': '5' },
+      });
+      outgoing.on('continue', () => outgoing.end('hello'));
+      outgoing.on('response', (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolve(`${res.statusCode} ${body}`));
+      });
+      outgoing.on('error', reject);
+    });
+    expect(answer).toBe('200 no expect:hello');
   });
 
   it('relays the first Server-Sent Event before the stream ends', async () => {
