@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createLogger, type Logger } from '../../../src/lib/log.ts';
 import { errorMessage } from '../../../src/lib/errors.ts';
 import { Daemon } from '../kube/daemon.ts';
+import { HarnessError } from '../kube/errors.ts';
 import { execTool } from './exec.ts';
 import { stackBinaries, type StackBinaries } from './stack.ts';
 
@@ -36,6 +37,8 @@ export interface Containerd {
   /** Path of containerd's gRPC unix socket (gRPC clients: `unix://${address}`). */
   address: string;
   namespace: string;
+  /** containerd's process id. */
+  pid: number;
   /** The instance's temp folder: root/, state/, run/ (XDG_RUNTIME_DIR), config.toml, the socket, logs/. */
   dir: string;
   /** containerd.log lives here; kept by `stop({ keepLogs: true })`. */
@@ -99,7 +102,9 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
     await removeAllBut(dir, 'logs');
     throw err;
   });
-  log.info({ address, namespace, pid: daemon.pid, dir }, 'containerd started');
+  const pid = daemon.pid;
+  if (pid === undefined) throw new HarnessError(`containerd has no pid although it serves on ${address}`, { dir });
+  log.info({ address, namespace, pid, dir }, 'containerd started');
 
   const ctr = (args: string[], ctrOptions: CtrOptions = {}): Promise<string> =>
     execTool(bin.ctr, ['--address', address, '--namespace', ctrOptions.namespace ?? namespace, ...args], {
@@ -121,7 +126,7 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
     return stopped;
   };
 
-  return { address, namespace, dir, logsDir, env, bin, ctr, stop };
+  return { address, namespace, pid, dir, logsDir, env, bin, ctr, stop };
 }
 
 function configToml(dir: string, address: string, logLevel: string): string {
