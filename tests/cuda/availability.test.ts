@@ -4,6 +4,7 @@ import {
   checkGpuAvailability,
   parseKernelDriverVersion,
   parseNvidiaSmiCsv,
+  parseNvmlProcessInfos,
   type GpuInfo,
   type GpuProbes,
 } from '../../src/agent/cuda/availability.ts';
@@ -47,6 +48,20 @@ describe('parsers', () => {
     expect(parseNvidiaSmiCsv(csv)).toEqual([h100]);
     expect(parseNvidiaSmiCsv('')).toEqual([]);
     expect(() => parseNvidiaSmiCsv('0, GPU-x, H100, [N/A], 1, 2')).toThrow(/unrecognised nvidia-smi line/);
+  });
+});
+
+describe('parseNvmlProcessInfos', () => {
+  it('decodes pid and used memory of each nvmlProcessInfo_t, "not available" as null', () => {
+    const infos = Buffer.alloc(3 * 24);
+    infos.writeUInt32LE(743, 0);
+    infos.writeBigUInt64LE(17_514n * 2n ** 20n, 8);
+    infos.writeUInt32LE(744, 24);
+    infos.writeBigUInt64LE(0xffffffffffffffffn, 32);
+    expect(parseNvmlProcessInfos(infos, 2)).toEqual([
+      { pid: 743, usedBytes: 17_514 * 2 ** 20 },
+      { pid: 744, usedBytes: null },
+    ]);
   });
 });
 

@@ -53,6 +53,10 @@ export interface GpuProofResult {
   counter_continued: boolean;
   checksum_ok: boolean;
   gpu_used_mib: { loaded: number; released: number; resumed: number; dumped: number; restored: number };
+  /** NVML's per-process accounting of the workload: MiB, or null while it is not listed. */
+  process_gpu_mib: { loaded: number | null; released: number | null };
+  /** Transparent huge pages mode during the run (/sys/kernel/mm/transparent_hugepage/enabled). */
+  thp: string;
   nvidia_fds_after_release: number;
   counter_frozen_while_released: boolean;
   /** Restore through the UUID pair list (identity mapping onto the same GPU): "ok" or the driver's error. */
@@ -164,6 +168,12 @@ export async function gpuUsedMib(uuid: string): Promise<number> {
   return gpu ? Math.round(gpu.memoryUsedBytes / 2 ** 20) : -1;
 }
 
+/** The GPU memory NVML accounts to `pid`; null when the process is not listed (released) or NVML cannot tell. */
+function processMib(uuid: string, pid: number): number | null {
+  const used = listGpusWithNvml().find((g) => g.uuid === uuid)?.processes?.find((p) => p.pid === pid)?.usedBytes;
+  return used === undefined || used === null ? null : Math.round(used / 2 ** 20);
+}
+
 export async function run(command: string, args: readonly string[], log: Logger): Promise<number> {
   const started = performance.now();
   try {
@@ -231,6 +241,8 @@ export async function runGpuProof(api: CudaCheckpointApi, gpu: GpuInfo, cfg: Pro
   const initial = (await workload.status())!;
   log.info({ pid, coldStartS, coldStartWarmS, loadS: initial.load_s }, 'workload ready');
   const used = { loaded: await gpuUsedMib(gpu.uuid), released: 0, resumed: 0, dumped: 0, restored: 0 };
+  const processGpuMib = { loaded: processMib(gpu.uuid, pid), released: null as number | null };
+  const thp = /\[(\w+)\]/.exec(await readFile('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8').catch(() => ''))?.[1] ?? 'unknown';
   const partial: Partial<GpuProofResult> = {
     gib: cfg.gib,
     level: 'process',
@@ -239,12 +251,15 @@ export async function runGpuProof(api: CudaCheckpointApi, gpu: GpuInfo, cfg: Pro
     cold_start_warm_cache_s: coldStartWarmS,
     page_cache_dropped: pageCacheDropped,
     gpu_used_mib: used,
+    process_gpu_mib: processGpuMib,
+    thp,
   };
 
   try {
     // Release in place, then resume.
     const [released, releaseS] = await timed(() => releaseInPlace(api, [pid], { lockTimeoutMs: cfg.lockTimeoutMs, log }));
     used.released = await gpuUsedMib(gpu.uuid);
+    processGpuMib.released = processMib(gpu.uuid, pid);
     const nvidiaFds = nvidiaDeviceFds((await readFdTargets(pid)) ?? []).length;
     const frozenAt = (await workload.status())!.counter;
     await sleep(500);
@@ -307,6 +322,8 @@ export async function runGpuProof(api: CudaCheckpointApi, gpu: GpuInfo, cfg: Pro
       counter_continued: afterResume.counter > frozenAt && afterRestore.counter > beforeDump,
       checksum_ok: checksumAfterResume === initial.checksum && checksumAfterRestore === initial.checksum,
       gpu_used_mib: used,
+      process_gpu_mib: processGpuMib,
+      thp,
       nvidia_fds_after_release: nvidiaFds,
       counter_frozen_while_released: counterFrozen,
       uuid_pair_restore: uuidPairRestore,

@@ -4,6 +4,7 @@
 # proof), checks the tools, then runs the proof for KYBERNATE_GPU_GIB (default 2,16).
 # Usage: tests/gpu/run.sh [OUTPUT_DIR]   (results: OUTPUT_DIR/gpu-results.json, logs beside it)
 # KYBERNATE_GPU_RUN=investigate runs tests/gpu/investigate.ts instead (docs/gpu.md), =both runs both.
+# KYBERNATE_GPU_THP=always|madvise|never sets transparent huge pages for the proof (restored after).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 pack=${KYBERNATE_GPU_PACK:-.device/gpu}
@@ -42,7 +43,8 @@ mode=${KYBERNATE_GPU_RUN:-proof}
 status=0
 if [ "$mode" != investigate ]; then
   echo "== proof"
-  "$runtime/node" "$pack/run-proof.mjs" --gib "${KYBERNATE_GPU_GIB:-2,16}" --out "$out/gpu-results.json" \
+  "$runtime/node" "$pack/run-proof.mjs" --gib "${KYBERNATE_GPU_GIB:-2,16}" ${KYBERNATE_GPU_THP:+--thp "$KYBERNATE_GPU_THP"} \
+    --out "$out/gpu-results.json" \
     --criu "$runtime/criu.sh" --python python3 --workload tests/gpu/workload.py 2>&1 | tee "$out/proof.log"
   status=${PIPESTATUS[0]}
 fi
