@@ -1,4 +1,3 @@
-import { KubeConfig } from '@kubernetes/client-node';
 import { errorMessage } from '../lib/errors.ts';
 import { createLogger } from '../lib/log.ts';
 import { HttpActivitySource } from './activity/activity-source.ts';
@@ -6,15 +5,14 @@ import { GrpcNodeAgent } from './agent/grpc-node-agent.ts';
 import { loadConfig } from './config.ts';
 import { kybernateControllers } from './controllers.ts';
 import { HttpKubeClient } from './kube/client.ts';
+import { loadKubeConnection } from './kube/kubeconfig.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { Manager } from './runtime/manager.ts';
 
 const log = createLogger('controller');
 const config = loadConfig(process.env);
-const kubeConfig = new KubeConfig();
 // In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config.
-kubeConfig.loadFromDefault();
-const kube = new HttpKubeClient(kubeConfig);
+const kube = new HttpKubeClient(loadKubeConnection(process.env));
 const agent = GrpcNodeAgent.mtls(config.agent.addressTemplate, config.agent.tlsDir);
 if (config.activatorUrls.length === 0) log.warn('KYBERNATE_ACTIVATOR_URLS is empty: activity is unknown, so no workload is suspended for idleness');
 

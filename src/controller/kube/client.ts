@@ -1,8 +1,9 @@
 import http from 'node:http';
 import https from 'node:https';
 import { createInterface } from 'node:readline';
-import type { KubeConfig, V1ObjectMeta } from '@kubernetes/client-node';
+import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { KybernateError, UnavailableError, errorMessage } from '../../lib/errors.ts';
+import type { KubeConnection } from './kubeconfig.ts';
 import { resourcePath, type ResourceType } from './resources.ts';
 
 export interface KubeObject {
@@ -88,16 +89,24 @@ const FIELD_MANAGER = 'kybernate-controller';
 /** Extra time on top of a watch's timeoutSeconds before a silent connection counts as dead. */
 const WATCH_GRACE_MS = 30_000;
 
-/** KubeClient over the API server's REST interface, authenticated as the KubeConfig's current context. */
+/** KubeClient over the API server's REST interface, authenticated as the connection says. */
 export class HttpKubeClient implements KubeClient {
   private readonly server: URL;
   private readonly agent: http.Agent;
 
-  constructor(private readonly kubeConfig: KubeConfig) {
-    const cluster = kubeConfig.getCurrentCluster();
-    if (!cluster) throw new KybernateError('InvalidKubeconfig', 'kubeconfig has no current cluster');
-    this.server = new URL(cluster.server);
-    this.agent = this.server.protocol === 'https:' ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+  constructor(private readonly connection: KubeConnection) {
+    this.server = connection.server;
+    this.agent =
+      this.server.protocol === 'https:'
+        ? new https.Agent({
+            keepAlive: true,
+            ca: connection.ca,
+            cert: connection.cert,
+            key: connection.key,
+            rejectUnauthorized: !connection.insecureSkipTlsVerify,
+            servername: connection.tlsServerName,
+          })
+        : new http.Agent({ keepAlive: true });
   }
 
   get<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string): Promise<T> {
@@ -198,12 +207,9 @@ export class HttpKubeClient implements KubeClient {
 
   /** Resolves with the response (body unread), or undefined when `signal` aborted first. */
   private async send(method: string, path: string, body: unknown, contentType = 'application/json', signal?: AbortSignal): Promise<http.IncomingMessage | undefined> {
-    // Applied per request: a service-account token or exec credential may rotate.
-    const options: https.RequestOptions = { headers: {} };
-    await this.kubeConfig.applyToHTTPSOptions(options);
+    const token = this.connection.token?.();
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const request = (this.server.protocol === 'https:' ? https.request : http.request)({
-      ...options,
       agent: this.agent,
       protocol: this.server.protocol,
       hostname: this.server.hostname,
@@ -211,8 +217,8 @@ export class HttpKubeClient implements KubeClient {
       method,
       path: `${this.server.pathname.replace(/\/$/, '')}${path}`,
       headers: {
-        ...options.headers,
         accept: 'application/json',
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
         ...(payload === undefined ? {} : { 'content-type': contentType, 'content-length': Buffer.byteLength(payload) }),
       },
     });

@@ -7,6 +7,7 @@ import type { WorkloadActivityEntry } from '../../../src/controller/activity/act
 import { HttpActivitySource } from '../../../src/controller/activity/activity-source.ts';
 import { kybernateControllers } from '../../../src/controller/controllers.ts';
 import { HttpKubeClient, type KubeClient, type KubeObject } from '../../../src/controller/kube/client.ts';
+import { kubeconfigConnection } from '../../../src/controller/kube/kubeconfig.ts';
 import { PODS, WORKLOADS, type ResourceType } from '../../../src/controller/kube/resources.ts';
 import { LeaderElector } from '../../../src/controller/runtime/leader-election.ts';
 import { Manager } from '../../../src/controller/runtime/manager.ts';
@@ -35,7 +36,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 /** A real control plane with the Kybernate CRDs installed and Established. */
 export async function startKube(): Promise<{ plane: ControlPlane; kube: KubeClient }> {
   const plane = await startControlPlane();
-  const kube = new HttpKubeClient(plane.kubeConfig);
+  const kube = new HttpKubeClient(kubeconfigConnection(plane.kubeconfigPath));
   for (const definition of KIND_DEFINITIONS) await kube.create(CRDS, buildCrd(definition) as KubeObject);
   for (const definition of KIND_DEFINITIONS) {
     await waitFor(`CRD ${definition.names.plural} Established`, async () => {
@@ -82,7 +83,7 @@ export interface RunningController {
 
 export function startController(plane: ControlPlane, activity: ActivityServer, identity = 'controller-a', agent = new InProcessTestNodeAgent()): RunningController {
   const log = createLogger('controller').child({ identity });
-  const kube = new HttpKubeClient(plane.kubeConfig);
+  const kube = new HttpKubeClient(kubeconfigConnection(plane.kubeconfigPath));
   const elector = new LeaderElector(
     kube,
     { namespace: 'default', leaseName: 'kybernate-controller', identity, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 300 },
