@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -36,7 +36,10 @@ describe('finding CUDA processes in /proc', () => {
     copyFileSync(libm, join(dir, 'libcuda.so.1'));
     withLibcuda = spawn('sleep', ['300'], { env: { ...process.env, LD_PRELOAD: join(dir, 'libcuda.so.1') }, stdio: 'ignore' });
     plain = spawn('sleep', ['300'], { stdio: 'ignore' });
-    await sleep(200);
+    // Wait until both have exec'd (before that /proc shows the forked node's maps).
+    const execd = (pid: number) => readlinkSync(`/proc/${pid}/exe`).endsWith('/sleep');
+    const loaded = () => readFileSync(`/proc/${withLibcuda.pid}/maps`, 'utf8').includes('libcuda.so.1');
+    for (let i = 0; i < 250 && !(execd(plain.pid!) && execd(withLibcuda.pid!) && loaded()); i++) await sleep(20);
   });
 
   afterAll(() => {

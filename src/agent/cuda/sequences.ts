@@ -48,13 +48,12 @@ async function rollBackToRunning(api: CudaCheckpointApi, pids: readonly number[]
   const failures: Error[] = [];
   for (const pid of [...pids].reverse()) {
     try {
-      let state = await api.getState(pid);
-      if (state === 'checkpointed') {
-        await api.restore(pid);
-        state = 'locked';
+      const state = await api.getState(pid);
+      if (state === 'checkpointed') await api.restore(pid);
+      if (state === 'checkpointed' || state === 'locked') {
+        await api.unlock(pid);
+        log.warn({ pid, from: state }, 'rolled back to running');
       }
-      if (state === 'locked') await api.unlock(pid);
-      log.warn({ pid }, 'rolled back to running');
     } catch (err) {
       failures.push(asError(err));
     }
