@@ -231,6 +231,9 @@ export class HttpKubeClient implements KubeClient {
       signal?.addEventListener('abort', onAbort, { once: true });
       request.on('response', (response) => {
         signal?.removeEventListener('abort', onAbort);
+        // Readers see a reset through their own listeners or iteration; this one only keeps a reset that
+        // comes after the reader is done (API server restart) from being an uncaught exception.
+        response.on('error', () => {});
         resolve(response);
       });
       request.on('error', (err) => {

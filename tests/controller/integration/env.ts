@@ -2,7 +2,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
 import { findCondition, type KybernateWorkload } from '../../../src/api/index.ts';
-import { KIND_DEFINITIONS, buildCrd } from '../../../src/api/crd.ts';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { KIND_DEFINITIONS } from '../../../src/api/crd.ts';
 import type { WorkloadActivityEntry } from '../../../src/controller/activity/activity-source.ts';
 import { HttpActivitySource } from '../../../src/controller/activity/activity-source.ts';
 import { kybernateControllers } from '../../../src/controller/controllers.ts';
@@ -33,11 +36,15 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-/** A real control plane with the Kybernate CRDs installed and Established. */
+const CRD_DIR = new URL('../../../deploy/crds/', import.meta.url).pathname;
+
+/** A real control plane with the CRDs from deploy/crds installed and Established. */
 export async function startKube(): Promise<{ plane: ControlPlane; kube: KubeClient }> {
   const plane = await startControlPlane();
   const kube = new HttpKubeClient(kubeconfigConnection(plane.kubeconfigPath));
-  for (const definition of KIND_DEFINITIONS) await kube.create(CRDS, buildCrd(definition) as KubeObject);
+  for (const file of (await readdir(CRD_DIR)).filter((name) => name.endsWith('.yaml'))) {
+    await kube.create(CRDS, parse(await readFile(join(CRD_DIR, file), 'utf8')) as KubeObject);
+  }
   for (const definition of KIND_DEFINITIONS) {
     await waitFor(`CRD ${definition.names.plural} Established`, async () => {
       const crd = await kube.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(CRDS, undefined, `${definition.names.plural}.kybernate.io`);
