@@ -69,7 +69,8 @@ export const StorageSchema = Type.Object(
     description: 'Where the checkpoint images are written.',
     default: {},
     ...celRules({
-      rule: "self.type != 'sharedVolume' || has(self.path)",
+      // The server also checks this rule against the bare default {} (no nested defaults): guard with has().
+      rule: "!has(self.type) || self.type != 'sharedVolume' || has(self.path)",
       message: 'storage.path is required when storage.type is sharedVolume',
       fieldPath: '.path',
       reason: 'FieldValueRequired',
@@ -117,7 +118,8 @@ export function resourceSchema<Spec extends TSchema, Status extends TSchema>(kin
         Type.String({ description: `APIVersion of this representation of the object: ${API_GROUP_VERSION}.` }),
       ),
       kind: Type.Optional(Type.String({ description: `Kind of the object: ${kind}.` })),
-      metadata: Type.Optional(Type.Object({}, { description: 'Standard object metadata (name, namespace, labels, ...).' })),
+      // The API server owns metadata's schema and documentation: a CRD may not describe it.
+      metadata: Type.Optional(Type.Object({})),
       spec,
       status: Type.Optional(status),
     },

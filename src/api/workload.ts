@@ -89,7 +89,8 @@ const ScaleToZeroSchema = Type.Object(
     description: 'When and how the workload scales to zero.',
     default: {},
     ...celRules({
-      rule: 'self.maxReplicas >= self.minReplicas',
+      // Checked against the bare default {} too, where neither field is set yet.
+      rule: '!has(self.minReplicas) || !has(self.maxReplicas) || self.maxReplicas >= self.minReplicas',
       message: 'scaleToZero.maxReplicas must be greater than or equal to scaleToZero.minReplicas',
       fieldPath: '.maxReplicas',
     }),

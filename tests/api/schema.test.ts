@@ -35,7 +35,9 @@ describe('CRD schemas', () => {
     const schema = toOpenApiSchema(definition.schema, kind);
 
     it(`${kind}: every field has a description (kubectl explain shows it)`, () => {
-      const undescribed = [...nodes(schema, kind)].filter(([, node]) => typeof node.description !== 'string' || node.description.length < 10);
+      const undescribed = [...nodes(schema, kind)].filter(
+        ([path, node]) => path !== `${kind}.metadata` && (typeof node.description !== 'string' || node.description.length < 10),
+      );
       expect(undescribed.map(([path]) => path)).toEqual([]);
     });
 
