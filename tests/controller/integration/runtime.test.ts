@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import type { V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KybernateWorkload } from '../../../src/api/index.ts';
@@ -134,5 +135,31 @@ describe('controller runtime against a real kube-apiserver', () => {
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     expect(await getOptional(kube, SERVICES, ns, 'ignored')).toBeUndefined();
     await a.stop();
+  });
+
+  it('main.ts wires a working controller: it leads, reconciles, and on SIGTERM releases the lease and exits 0', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/controller/main.ts'], {
+      env: {
+        PATH: process.env.PATH,
+        KUBECONFIG: plane.kubeconfigPath,
+        KYBERNATE_IDENTITY: 'main-process',
+        KYBERNATE_LEASE_NAMESPACE: 'default',
+        KYBERNATE_LEASE_NAME: 'main-test',
+        KYBERNATE_ACTIVATOR_URLS: activity.url,
+        KYBERNATE_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const ns = await createNamespace(kube, 'main');
+      await kube.create(WORKLOADS, workloadManifest(ns, 'wired'));
+      await waitForWorkload(kube, ns, 'wired', 'Running', undefined, 60_000);
+      expect((await kube.get<Lease>(LEASES, 'default', 'main-test')).spec?.holderIdentity).toBe('main-process');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect((await kube.get<Lease>(LEASES, 'default', 'main-test')).spec?.holderIdentity).toBe('');
   });
 });
