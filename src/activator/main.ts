@@ -2,11 +2,14 @@
  * The activator process: reads its settings from the environment (docs/activator.md), starts the
  * workload source, the data-path server and the admin server, and drains on SIGTERM/SIGINT.
  */
+import { HttpKubeClient } from '../controller/kube/client.ts';
+import { loadKubeConnection } from '../controller/kube/kubeconfig.ts';
 import { createLogger } from '../lib/log.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { Activator } from './activator.ts';
 import { createAdminServer } from './admin-server.ts';
 import { configFromEnv } from './config.ts';
+import { KubeActivationTrigger, KubeWorkloadSource } from './sources/kube-source.ts';
 import { StaticWorkloadSource } from './sources/static-source.ts';
 import { StaticResumeTrigger } from './sources/static-trigger.ts';
 import type { ActivationTrigger, WorkloadSource } from './types.ts';
@@ -18,13 +21,9 @@ async function main(): Promise<void> {
   let source: WorkloadSource;
   let trigger: ActivationTrigger;
   if (config.source.kind === 'kube') {
-    // Loaded only when used: @kubernetes/client-node 2.x pulls in undici 8, which does not load on Node 20.
-    const { KubeConfig } = await import('@kubernetes/client-node');
-    const { KubeActivationTrigger, KubeWorkloadSource } = await import('./sources/kube-source.ts');
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromDefault();
-    source = new KubeWorkloadSource(kubeConfig, log);
-    trigger = new KubeActivationTrigger(kubeConfig);
+    const kube = new HttpKubeClient(loadKubeConnection(process.env));
+    source = new KubeWorkloadSource(kube, log);
+    trigger = new KubeActivationTrigger(kube);
   } else {
     const file = config.source.file;
     const staticSource = await StaticWorkloadSource.fromFile(file);
