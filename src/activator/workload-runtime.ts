@@ -187,14 +187,21 @@ export class WorkloadRuntime {
     if (attempt === undefined) return;
     this.deps.metrics.activationAttempts.inc();
     this.deps.log.info({ attempt, phase: this.workload.phase }, 'requesting activation');
-    this.deps.trigger.requestActivation(this.workload).catch((error: unknown) => {
-      this.deps.metrics.activationFailures.inc();
-      if (!this.gate.fail(attempt) || this.targets.length > 0) return;
-      const held = this.queue.takeAll();
-      this.deps.log.error({ attempt, err: error, held: held.length }, 'activation request failed; answering held requests with 503');
-      const message = `activation of workload ${this.key} failed: ${errorMessage(error)}; retry later`;
-      for (const entry of held) entry.item.reject(503, message, RETRY_AFTER_SECONDS);
-    });
+    // Called on a later tick, so that a trigger that readies the workload at once (a test, the static
+    // demo trigger) never releases requests from inside `hold`.
+    const workload = this.workload;
+    Promise.resolve()
+      .then(() => this.deps.trigger.requestActivation(workload))
+      .catch((error: unknown) => this.activationFailed(attempt, error));
+  }
+
+  private activationFailed(attempt: number, error: unknown): void {
+    this.deps.metrics.activationFailures.inc();
+    if (!this.gate.fail(attempt) || this.targets.length > 0) return;
+    const held = this.queue.takeAll();
+    this.deps.log.error({ attempt, err: error, held: held.length }, 'activation request failed; answering held requests with 503');
+    const message = `activation of workload ${this.key} failed: ${errorMessage(error)}; retry later`;
+    for (const entry of held) entry.item.reject(503, message, RETRY_AFTER_SECONDS);
   }
 
   /** Answers every held request (workload removed, or the drain's grace period ran out). */
