@@ -3,7 +3,6 @@
  * defaults, every invalid case (CEL, list uniqueness and immutability included), the status
  * subresource, printer columns and the documentation the server publishes for `kubectl explain`.
  */
-import { accessSync, constants } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
@@ -20,7 +19,7 @@ import {
 } from '../../src/api/index.ts';
 import { KIND_DEFINITIONS, kindDefinition, withDefaults } from '../../src/api/crd.ts';
 import { loadExamples } from '../../src/api/examples.ts';
-import { kubeBinDir, startControlPlane, type ControlPlane } from '../harness/kube/index.ts';
+import { startControlPlane, type ControlPlane } from '../harness/kube/index.ts';
 import { INVALID_CASES, checkpoint, workload, type ApiObject } from './cases.ts';
 import { restClient, waitFor, type RestClient } from './rest.ts';
 
@@ -203,17 +202,8 @@ describe('what kubectl shows', () => {
     }
   });
 
-  const kubectl = join(kubeBinDir(), 'kubectl');
-  const hasKubectl = (() => {
-    try {
-      accessSync(kubectl, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  })();
-
-  it.skipIf(!hasKubectl)('kubectl explain shows the descriptions', async () => {
+  // kubectl comes from scripts/setup/20-kube.sh like kube-apiserver.
+  it('kubectl explain shows the descriptions', async () => {
     const { stdout } = await controlPlane().kubectl(['explain', 'kw.spec.scaleToZero.idleTimeout']);
     // kubectl wraps long lines.
     expect(stdout.replace(/\s+/g, ' ')).toContain('How long the workload must see no request and have none in flight before it is suspended.');
