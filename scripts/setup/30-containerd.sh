@@ -17,9 +17,9 @@ mkdir -p "$BIN" "$STACK/image"
 CONTAINERD_SERIES='1.7.'
 CRIU_SERIES='4.'
 # Build deps of CRIU and runc (cgo + seccomp), runtime libraries of CRIU, `ip netns` for the tests that
-# restore into an existing network namespace, xz for the CRIU tarball.
+# restore into an existing network namespace, xz and patch for the CRIU tarball and our patches.
 HOST_PACKAGES=(
-  build-essential pkg-config xz-utils iproute2 libseccomp-dev
+  build-essential pkg-config xz-utils patch iproute2 libseccomp-dev
   libprotobuf-c-dev libprotobuf-dev protobuf-c-compiler libnl-3-dev libnet1-dev libcap-dev libbsd-dev
   libgnutls28-dev libnftables-dev uuid-dev python3-protobuf
 )
@@ -106,8 +106,13 @@ install_containerd() {
   log "installed containerd, containerd-shim-runc-v2 and ctr from $(basename "$deb")"
 }
 
+# Our patches to CRIU (scripts/containerd/criu-*.patch), applied in name order; they are part of the build key.
+CRIU_PATCHES=(scripts/containerd/criu-*.patch)
+
 build_criu() {
-  if [ -x "$BIN/criu" ] && [ -s "$BIN/.criu.src" ]; then return; fi
+  local patches_key
+  patches_key="$(cat "${CRIU_PATCHES[@]}" | sha256sum | cut -c1-16)"
+  if [ -x "$BIN/criu" ] && grep -q "patches $patches_key" "$BIN/.criu.src" 2>/dev/null; then return; fi
   trixie_update
   local version
   version="$(apt-cache "${TRIXIE_APT[@]}" showsrc criu | awk '/^Version:/ { print $2; exit }')"
@@ -125,11 +130,13 @@ build_criu() {
   local build="$STACK/criu-build"
   rm -rf "$build" && mkdir -p "$build"
   tar -xJf "$orig" -C "$build" --strip-components=1
-  log "building criu $upstream (make -j2 criu)"
+  local patch
+  for patch in "${CRIU_PATCHES[@]}"; do patch -s -d "$build" -p1 < "$patch"; done
+  log "building criu $upstream with ${#CRIU_PATCHES[@]} patch(es) (make -j2 criu)"
   make -C "$build" -j2 criu > "$STACK/criu-build.log" 2>&1 || { tail -30 "$STACK/criu-build.log" >&2; fail "criu build failed, log: $STACK/criu-build.log"; }
   install -m 0755 "$build/criu/criu" "$BIN/criu"
   rm -rf "$build"
-  echo "criu_$upstream.orig.tar.xz ($version)" > "$BIN/.criu.src"
+  echo "criu_$upstream.orig.tar.xz ($version), patches $patches_key" > "$BIN/.criu.src"
   log "built criu $upstream"
 }
 

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TEST_IMAGE_REF, testImageArgs } from '../harness/containerd/index.ts';
+import { execTool } from '../harness/containerd/exec.ts';
 import { useContainerd } from '../harness/containerd/vitest.ts';
 import { freeLoopbackPort, numbersIn, waitFor } from './helpers.ts';
 
@@ -92,5 +93,39 @@ describe('containerd + runc + CRIU stack (ctr)', () => {
     // append 1, 2, ... again, a lost descriptor would append nothing.
     expect(atRestore.length).toBeGreaterThanOrEqual(10);
     expect(later).toEqual(later.map((_, index) => index + 1));
+  });
+
+  it('checkpoints the HTTP server in an existing network namespace and restores it there: same token on the same port', async () => {
+    const { containerd } = stack();
+    const id = 'http-cr';
+    const checkpointRef = 'kybernate.test/checkpoint/http-cr:1';
+    const port = 8080; // inside the namespace: no clash with the host
+    // An existing namespace, as a pod sandbox has: runc joins it and marks it external in the checkpoint,
+    // and the restore joins it again. (A namespace runc created itself comes back with lo down: docs/testing.md.)
+    const netns = `kyb-harness-${process.pid}`;
+    await execTool('ip', ['netns', 'add', netns]);
+    try {
+      await execTool('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+      await runDetached(id, testImageArgs.http(port), ['--with-ns', `network:/var/run/netns/${netns}`]);
+      let gets = 0;
+      // busybox wget in the task's namespaces, where the server listens.
+      const get = () =>
+        containerd
+          .ctr(['tasks', 'exec', '--exec-id', `get-${++gets}`, id, 'wget', '-q', '-O', '-', `http://127.0.0.1:${port}/`])
+          .catch(() => undefined);
+      const before = await waitFor('httpd to answer in the namespace', get);
+      expect(before).toMatch(/^kybernate-test http [0-9a-f-]{36}\n$/);
+
+      await containerd.ctr(['containers', 'checkpoint', '--task', '--rw', id, checkpointRef], { timeoutMs: 120_000 });
+      await containerd.ctr(['tasks', 'delete', '--force', id]);
+      await containerd.ctr(['containers', 'delete', id]);
+      await containerd.ctr(['containers', 'restore', '--live', '--rw', id, checkpointRef], { timeoutMs: 120_000 });
+
+      // The listening socket came back with the process: the same token, so the same (restored) server.
+      expect(await waitFor('the restored httpd to answer', get)).toBe(before);
+    } finally {
+      await containerd.ctr(['tasks', 'delete', '--force', id]).catch(() => undefined);
+      await execTool('ip', ['netns', 'delete', netns]);
+    }
   });
 });
