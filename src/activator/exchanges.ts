@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { forwardRequest, type ForwardResult } from './forwarder.ts';
+import { ClientGoneError, forwardRequest, type ForwardResult } from './forwarder.ts';
 import { upstreamRequestHeaders, type ClientInfo } from './headers.ts';
 import { rejectUpgrade, tunnelUpgrade, type TunnelResult } from './tunnel.ts';
 import { RETRY_AFTER_SECONDS, type HeldExchange, type Target, type WorkloadRuntime } from './workload-runtime.ts';
@@ -88,7 +88,11 @@ abstract class Exchange implements HeldExchange {
   protected finish(target: Target, status: number, error: Error | undefined): void {
     this.runtime.complete(target);
     this.runtime.metrics.countResponse(status);
-    if (status === 502) this.runtime.log.warn({ pod: target.endpoint.pod, endpoint: target.key, err: error }, 'upstream request failed');
+    if (status === 502) {
+      this.runtime.log.warn({ pod: target.endpoint.pod, endpoint: target.key, err: error }, 'upstream request failed');
+    } else if (error !== undefined && !(error instanceof ClientGoneError)) {
+      this.runtime.log.warn({ pod: target.endpoint.pod, endpoint: target.key, status, err: error }, 'exchange broke off after the response started; client connection cut');
+    }
     this.done();
   }
 
