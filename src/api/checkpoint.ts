@@ -10,9 +10,12 @@ export const OPERATION_PHASES = ['Pending', 'Running', 'Completed', 'Failed'] as
 export type OperationPhase = (typeof OPERATION_PHASES)[number];
 export const OperationPhase = literalsObject(OPERATION_PHASES);
 
-/** Condition set on checkpoints and restores: True once the operation succeeded, False with a reason when it failed. */
-export const OPERATION_CONDITION_TYPES = ['Completed'] as const;
-export type OperationConditionType = (typeof OPERATION_CONDITION_TYPES)[number];
+/** Condition types of checkpoints and restores, each with what status True means. */
+export const OPERATION_CONDITIONS = {
+  Completed: 'The operation succeeded (False with a reason once it failed, Unknown while it runs).',
+} as const;
+export type OperationConditionType = keyof typeof OPERATION_CONDITIONS;
+export const OPERATION_CONDITION_TYPES = Object.keys(OPERATION_CONDITIONS) as OperationConditionType[];
 export const OperationConditionType = literalsObject(OPERATION_CONDITION_TYPES);
 
 export function immutableSpec(kind: string): CelRule {
@@ -65,6 +68,7 @@ export type KybernateCheckpoint = KubeResource<KybernateCheckpointSpec, Kybernat
 export const CHECKPOINT_KIND: KindDefinition = {
   names: CHECKPOINT_NAMES,
   schema: KybernateCheckpointSchema,
+  conditions: OPERATION_CONDITIONS,
   printerColumns: [
     { name: 'Pod', type: 'string', jsonPath: '.spec.podName', description: 'Pod checkpointed.' },
     { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Where the checkpoint is.' },

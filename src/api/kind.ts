@@ -15,6 +15,8 @@ export interface PrinterColumn {
 export interface KindDefinition {
   names: KindNames;
   schema: TSchema;
+  /** Condition types the controller sets on this kind, each with what status True means. */
+  conditions: Readonly<Record<string, string>>;
   printerColumns: PrinterColumn[];
 }
 

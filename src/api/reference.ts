@@ -68,6 +68,8 @@ function renderKind(definition: KindDefinition, schema: OpenApiSchema, examples:
     ...rows.map(renderRow),
     '',
   ];
+  lines.push('Conditions the controller sets in `status.conditions` (what status True means):', '');
+  lines.push(...Object.entries(definition.conditions).map(([type, meaning]) => `- \`${type}\`: ${meaning}`), '');
   if (rules.length > 0) {
     lines.push('Rules checked by the API server (CEL):', '');
     lines.push(...rules.map((rule) => `- \`${rule.path}\`: ${rule.message} (\`${rule.rule}\`)`), '');

@@ -1,7 +1,7 @@
 /** KybernateRestore: bring a KybernateCheckpoint back as a running pod. */
 import { Type, type Static } from '@sinclair/typebox';
 import { operationStatusFields, resourceSchema, type KubeResource } from './common.ts';
-import { OPERATION_PHASES, immutableSpec } from './checkpoint.ts';
+import { OPERATION_CONDITIONS, OPERATION_PHASES, immutableSpec } from './checkpoint.ts';
 import { AGE_COLUMN, type KindDefinition } from './kind.ts';
 import { RESTORE_NAMES } from './meta.ts';
 import { DnsSubdomain, GPU_UUID_PATTERN, StringMap, celRules, closed } from './schema-kit.ts';
@@ -106,6 +106,7 @@ export type KybernateRestore = KubeResource<KybernateRestoreSpec, KybernateResto
 export const RESTORE_KIND: KindDefinition = {
   names: RESTORE_NAMES,
   schema: KybernateRestoreSchema,
+  conditions: OPERATION_CONDITIONS,
   printerColumns: [
     { name: 'Checkpoint', type: 'string', jsonPath: '.spec.checkpointRef', description: 'Checkpoint restored.' },
     { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Where the restore is.' },

@@ -10,8 +10,14 @@ export const WORKLOAD_PHASES = ['Running', 'Idle', 'Suspending', 'Suspended', 'R
 export type WorkloadPhase = (typeof WORKLOAD_PHASES)[number];
 export const WorkloadPhase = literalsObject(WORKLOAD_PHASES);
 
-export const WORKLOAD_CONDITION_TYPES = ['Ready', 'Suspended', 'CheckpointAvailable'] as const;
-export type WorkloadConditionType = (typeof WORKLOAD_CONDITION_TYPES)[number];
+/** Condition types of a workload, each with what status True means. */
+export const WORKLOAD_CONDITIONS = {
+  Ready: 'A pod of the workload is Ready and receives requests.',
+  Suspended: 'The workload is scaled to zero: checkpointed, or its GPU released in place.',
+  CheckpointAvailable: 'status.lastCheckpointRef names a completed checkpoint the workload can be restored from.',
+} as const;
+export type WorkloadConditionType = keyof typeof WORKLOAD_CONDITIONS;
+export const WORKLOAD_CONDITION_TYPES = Object.keys(WORKLOAD_CONDITIONS) as WorkloadConditionType[];
 export const WorkloadConditionType = literalsObject(WORKLOAD_CONDITION_TYPES);
 
 /** checkpoint: CRIU (+ CUDA) checkpoint, pod removed. release: GPU memory moved to the host, process kept. */
@@ -191,7 +197,7 @@ export const KybernateWorkloadStatusSchema = Type.Object(
         description: 'Lifecycle phase: Running, Idle (running, no recent requests), Suspending, Suspended, Restoring or Failed.',
       }),
     ),
-    conditions: Type.Optional(Conditions('Latest observations: Ready, Suspended and CheckpointAvailable.')),
+    conditions: Type.Optional(Conditions(`Latest observations: ${WORKLOAD_CONDITION_TYPES.join(', ')}.`)),
     lastCheckpointRef: Type.Optional(
       DnsSubdomain({ description: 'Name of the KybernateCheckpoint (same namespace) the workload was last suspended to.' }),
     ),
@@ -234,6 +240,7 @@ export type KybernateWorkload = KubeResource<KybernateWorkloadSpec, KybernateWor
 export const WORKLOAD_KIND: KindDefinition = {
   names: WORKLOAD_NAMES,
   schema: KybernateWorkloadSchema,
+  conditions: WORKLOAD_CONDITIONS,
   printerColumns: [
     { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Lifecycle phase.' },
     {
