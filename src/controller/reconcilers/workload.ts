@@ -171,17 +171,23 @@ export class WorkloadReconciler implements Reconciler {
     const podName = observed.pods[0]?.metadata?.name ?? desiredPodName(observed.workload);
     const pod = observed.pods[0] ?? (await this.createPod(observed, buildPod(observed.workload, podName)));
     const ready = pod ? isPodReady(pod) : false;
+    // Leaving Restoring: the restore time is written in the same status write as the phase.
+    const restoreSeconds = observed.workload.status?.phase === 'Restoring' ? this.restoreSeconds(observed) : undefined;
     const { written, workload } = await this.writeStatus(observed, (status) => ({
       ...status,
       phase: decision.phase,
       message: decision.message,
+      ...(restoreSeconds === undefined ? {} : { lastRestoreDurationSeconds: restoreSeconds }),
       conditions: withConditions(status.conditions, observed, [
         ready ? { type: 'Ready', status: 'True', reason: 'PodReady' } : { type: 'Ready', status: 'False', reason: 'PodNotReady', message: `pod ${podName} is not ready` },
         { type: 'Suspended', status: 'False', reason: 'Running' },
         this.checkpointAvailable(observed.workload),
       ]),
     }));
-    if (written && workload && observed.workload.status?.phase === 'Restoring') await this.recordRestored(observed, workload);
+    if (written && workload && observed.workload.status?.phase === 'Restoring') {
+      observed.log.info({ seconds: restoreSeconds }, 'restored');
+      await this.deps.events.record(workload, 'Normal', 'Restored', 'Restore', `the workload is ready again${restoreSeconds === undefined ? '' : ` after ${restoreSeconds} s`}`);
+    }
     return decision.recheckAfterMs === undefined ? {} : { requeueAfterMs: decision.recheckAfterMs };
   }
 
@@ -301,12 +307,10 @@ export class WorkloadReconciler implements Reconciler {
     if (pod && isPodReady(pod)) await this.keepRunning(observed, { action: 'keep', phase: 'Running', reason: 'Restored', message: `pod ${podName} is ready` });
   }
 
-  private async recordRestored(observed: Observed, workload: KybernateWorkload): Promise<void> {
-    const startedMs = this.activationRequestedAtMs(workload) ?? this.phaseSinceMs(observed.workload, 'Restoring');
-    const seconds = startedMs === undefined ? undefined : secondsBetween(startedMs, observed.now.getTime());
-    if (seconds !== undefined) await this.writeStatus({ ...observed, workload }, (status) => ({ ...status, lastRestoreDurationSeconds: seconds }));
-    observed.log.info({ seconds }, 'restored');
-    await this.deps.events.record(workload, 'Normal', 'Restored', 'Restore', `the workload is ready again${seconds === undefined ? '' : ` after ${seconds} s`}`);
+  /** From the activation request (or, without one, from when the restore started) to now. */
+  private restoreSeconds(observed: Observed): number | undefined {
+    const startedMs = this.activationRequestedAtMs(observed.workload) ?? this.phaseSinceMs(observed.workload, 'Restoring');
+    return startedMs === undefined ? undefined : secondsBetween(startedMs, observed.now.getTime());
   }
 
   // --- shared ---

@@ -116,6 +116,7 @@ describe('controller runtime against a real kube-apiserver', () => {
       expect(lease.spec?.holderIdentity).toBe('instance-b');
       await kube.create(WORKLOADS, workloadManifest(ns, 'second', { suspend: true }));
       await waitForWorkload(kube, ns, 'second', 'Suspended');
+      await waitFor('an event from b', async () => (await reporters('second')).size > 0);
       expect(await reporters('second')).toEqual(new Set(['instance-b']));
     } finally {
       await b.stop();

@@ -39,6 +39,12 @@ describe('workload reconciler against a real kube-apiserver', () => {
   const firstPod = (ns: string) => waitFor(`a pod in ${ns}`, async () => (await podsOf(ns))[0]);
   const eventReasons = async (ns: string, name: string) =>
     (await kube.list<Event>(EVENTS, ns)).items.filter((e) => e.regarding.name === name).map((e) => e.reason);
+  /** Events are written after the status change they report: wait for them. */
+  const eventsInclude = (ns: string, name: string, reasons: string[]) =>
+    waitFor(`events ${reasons.join(', ')} on ${name}`, async () => {
+      const seen = await eventReasons(ns, name);
+      return reasons.every((reason) => seen.includes(reason)) ? seen : undefined;
+    });
 
   it('creates an owned Service and pod, and reports Running/Ready once the pod is ready', async () => {
     const ns = await createNamespace(kube, 'create');
@@ -108,7 +114,7 @@ describe('workload reconciler against a real kube-apiserver', () => {
     expect(checkpoint.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'KybernateWorkload', name: 'idle' });
     expect(controller.agent.checkpoints.filter((c) => c.container.namespace === ns)).toHaveLength(1);
     expect(await podsOf(ns)).toHaveLength(0);
-    expect(await eventReasons(ns, 'idle')).toEqual(expect.arrayContaining(['Suspending', 'Suspended']));
+    await eventsInclude(ns, 'idle', ['Suspending', 'Suspended']);
 
     // Several activator replicas ask at once (the contract: a merge patch of the annotation).
     await Promise.all(
@@ -134,9 +140,8 @@ describe('workload reconciler against a real kube-apiserver', () => {
     const restoreCalls = controller.agent.restores.filter((r) => r.target.namespace === ns);
     expect(restoreCalls).toHaveLength(1);
     expect(restoreCalls[0]).toMatchObject({ artifact: { node: 'node-a', checkpointId: `${ns}.${checkpointName}` }, target: { pod: restorePod.metadata?.name, container: 'server' } });
-    const reasons = await eventReasons(ns, 'idle');
+    const reasons = await eventsInclude(ns, 'idle', ['Restored']);
     expect(reasons.filter((r) => r === 'Restoring')).toHaveLength(1);
-    expect(reasons).toContain('Restored');
     expect((await kube.list(RESTORES, ns)).items).toHaveLength(1);
   });
 
@@ -182,7 +187,7 @@ describe('workload reconciler against a real kube-apiserver', () => {
     expect(failed.status?.message).toContain('criu dump: task has an open device');
     const checkpoint = await kube.get<KybernateCheckpoint>(CHECKPOINTS, ns, failed.status!.lastCheckpointRef!);
     expect(checkpoint.status).toMatchObject({ phase: 'Failed', conditions: [expect.objectContaining({ type: 'Completed', status: 'False', reason: 'CheckpointFailed' })] });
-    expect(await eventReasons(ns, 'bad')).toContain('CheckpointFailed');
+    await eventsInclude(ns, 'bad', ['CheckpointFailed']);
     expect(await podsOf(ns)).toHaveLength(1);
 
     await kube.mergePatch(WORKLOADS, ns, 'bad', { spec: { suspend: false } });
