@@ -21,7 +21,9 @@ import { KIND_DEFINITIONS, kindDefinition, withDefaults } from '../../src/api/cr
 import { loadExamples } from '../../src/api/examples.ts';
 import { startControlPlane, type ControlPlane } from '../harness/kube/index.ts';
 import { INVALID_CASES, checkpoint, workload, type ApiObject } from './cases.ts';
-import { restClient, waitFor, type RestClient } from './rest.ts';
+// The generic poll helper lives with the containerd harness; it is not containerd-specific.
+import { waitFor } from '../harness-containerd/helpers.ts';
+import { restClient, type RestClient } from './rest.ts';
 
 const REPO_ROOT = resolve(import.meta.dirname, '../..');
 const NAMESPACE = 'default';
