@@ -117,10 +117,10 @@ function toMs(text: string): number {
   return Number(match[1]) * factor;
 }
 
-function wrk(port: number, connections: number, host: string): WrkResult {
+function wrk(port: number, connections: number, host: string, seconds = durationS): WrkResult {
   const output = execFileSync(
     'wrk',
-    ['-t1', `-c${connections}`, `-d${durationS}s`, '--latency', '-H', `Host: ${host}`, `http://127.0.0.1:${port}/`],
+    ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, `http://127.0.0.1:${port}/`],
     { encoding: 'utf8' },
   );
   const requests = /(\d+) requests in/.exec(output);
@@ -154,6 +154,8 @@ interface Measured extends WrkResult {
 /** Runs each named target `repetitions` times, interleaved so drift in machine load hits all alike. */
 function measure(targets: Record<string, { port: number; host: string; pid?: number }>, connections: number): Record<string, Measured> {
   const runs: Record<string, (WrkResult & { cpuUs?: number })[]> = {};
+  // Unmeasured warm-up: the first second of a fresh process is JIT compilation, not proxying.
+  for (const target of Object.values(targets)) wrk(target.port, connections, target.host, 1);
   for (let round = 0; round < repetitions; round++) {
     for (const [name, target] of Object.entries(targets)) {
       const cpuBefore = target.pid === undefined ? 0 : cpuMicros(target.pid);
@@ -218,12 +220,14 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const loadBefore = loadavg()[0]!;
   console.error(`activator benchmark (${quick ? 'quick' : 'full'}: ${repetitions} x ${durationS} s per point), load average ${loadBefore.toFixed(2)}`);
-  const fast = await startChild('upstream.ts', ['0']);
-  const slow = await startChild('upstream.ts', ['10']);
-  const activatorFast = await startChild('activator-proc.ts', [`127.0.0.1:${fast.port}`], true);
-  const activatorSlow = await startChild('activator-proc.ts', [`127.0.0.1:${slow.port}`], true);
-  const httpProxy = await startChild('http-proxy-proc.ts', [`http://127.0.0.1:${fast.port}`]);
-  const nginx = await startNginx(fast.port);
+  const [fast, slow] = await Promise.all([startChild('upstream.ts', ['0']), startChild('upstream.ts', ['10'])]);
+  const [activatorFast, activatorSlow, httpProxy, nginx] = await Promise.all([
+    startChild('activator-proc.ts', [`127.0.0.1:${fast.port}`], true),
+    startChild('activator-proc.ts', [`127.0.0.1:${slow.port}`], true),
+    startChild('http-proxy-proc.ts', [`http://127.0.0.1:${fast.port}`]),
+    startNginx(fast.port),
+  ]);
+  nginxDir = nginx.dir;
 
   const host = 'bench.local';
   console.error('1. capacity, trivial upstream, 64 connections');
@@ -275,22 +279,32 @@ async function main(): Promise<void> {
     release_1000_ok: release.ok,
     errors: [capacity, slow64, slow256, single].flatMap((runs) => Object.values(runs)).reduce((sum, run) => sum + run.errors, 0),
   };
-  rmSync(nginx.dir, { recursive: true, force: true });
   console.log(JSON.stringify(result));
 }
 
-function stopChildren(): void {
-  for (const child of children) child.kill('SIGTERM');
+let nginxDir: string | undefined;
+
+async function stopChildren(): Promise<void> {
+  await Promise.all(
+    children.map(async (child) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }),
+  );
+  if (nginxDir !== undefined) rmSync(nginxDir, { recursive: true, force: true });
 }
 
-main().then(
-  () => {
-    stopChildren();
-    process.exit(0);
-  },
-  (error: unknown) => {
-    console.error(error);
-    stopChildren();
-    process.exit(1);
-  },
-);
+main()
+  .then(
+    () => 0,
+    (error: unknown) => {
+      console.error(error);
+      return 1;
+    },
+  )
+  .then(async (code) => {
+    await stopChildren();
+    process.exit(code);
+  });
