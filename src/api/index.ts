@@ -1,4 +1,9 @@
-/** Kybernate's API (group kybernate.io, version v1alpha1): types, schemas and helpers, defined once. */
+/**
+ * Kybernate's API (group kybernate.io, version v1alpha1): types, schemas and helpers, defined once.
+ * The static types describe objects as the API server returns them: a field with a server-side
+ * default is never missing there, so it is required in the type. Build in-memory objects (tests,
+ * fixtures) with `withDefaults()`, which fills in the same defaults.
+ */
 export * from './meta.ts';
 export {
   CONDITION_STATUSES,

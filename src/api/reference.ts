@@ -36,6 +36,7 @@ export function renderApiReference(
     'Fields marked with a default are filled in by the API server; `kubectl explain <kind>.spec` shows the same descriptions.',
     'Unknown fields are pruned by the API server, or rejected when the client asks for `fieldValidation=Strict`',
     '(kubectl does by default), except inside `template.spec` and its containers, which are kept as given.',
+    'Install the CRDs with `kubectl apply -f deploy/crds/`; TypeScript code imports the same types from `src/api/index.ts`.',
     '',
     ...kinds.map(({ definition }) => `- [${definition.names.kind}](#${definition.names.kind.toLowerCase()})`),
     '',
