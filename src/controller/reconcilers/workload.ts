@@ -202,17 +202,13 @@ export class WorkloadReconciler implements Reconciler {
       return this.finishSuspend(observed, undefined, `${decision.message}; no running container to checkpoint, the next activation starts a fresh pod`);
     }
     const name = checkpointName(workload, now);
-    const { written, workload: updated } = await this.writeStatus(observed, (status) =>
-      status.phase === undefined || status.phase === 'Running' || status.phase === 'Idle'
-        ? {
-            ...status,
-            phase: 'Suspending',
-            lastCheckpointRef: name,
-            message: decision.message,
-            conditions: withConditions(status.conditions, observed, [{ type: 'Ready', status: 'False', reason: 'Suspending', message: decision.message }]),
-          }
-        : status,
-    );
+    const { written, workload: updated } = await this.writeStatus(observed, (status) => ({
+      ...status,
+      phase: 'Suspending',
+      lastCheckpointRef: name,
+      message: decision.message,
+      conditions: withConditions(status.conditions, observed, [{ type: 'Ready', status: 'False', reason: 'Suspending', message: decision.message }]),
+    }));
     if (!written || !updated) return;
     observed.log.info({ reason: decision.reason, checkpoint: name, pod: pod.metadata?.name }, 'suspending');
     await this.deps.events.record(updated, 'Normal', 'Suspending', 'Suspend', `${decision.message}: checkpointing pod ${pod.metadata?.name} to ${name}`);
@@ -271,20 +267,16 @@ export class WorkloadReconciler implements Reconciler {
   // --- restore ---
 
   private async beginRestore(observed: Observed, decision: IdleDecision & { action: 'restore' }): Promise<void> {
-    // The exactly-once point: only a status still Suspended (re-read after a conflict) moves to Restoring.
-    const { written, workload } = await this.writeStatus(observed, (status) =>
-      status.phase !== 'Suspended'
-        ? status
-        : {
-            ...status,
-            phase: 'Restoring',
-            message: decision.message,
-            conditions: withConditions(status.conditions, observed, [
-              { type: 'Suspended', status: 'False', reason: 'Restoring', message: decision.message },
-              { type: 'Ready', status: 'False', reason: 'Restoring', message: decision.message },
-            ]),
-          },
-    );
+    // The exactly-once point: writeStatus moves only a status still Suspended (re-read after a conflict).
+    const { written, workload } = await this.writeStatus(observed, (status) => ({
+      ...status,
+      phase: 'Restoring',
+      message: decision.message,
+      conditions: withConditions(status.conditions, observed, [
+        { type: 'Suspended', status: 'False', reason: 'Restoring', message: decision.message },
+        { type: 'Ready', status: 'False', reason: 'Restoring', message: decision.message },
+      ]),
+    }));
     if (!written || !workload) return;
     observed.log.info({ reason: decision.reason, checkpoint: workload.status?.lastCheckpointRef }, 'restoring');
     await this.deps.events.record(workload, 'Normal', 'Restoring', 'Restore', `${decision.message}: restoring ${workload.status?.lastCheckpointRef ?? 'a fresh pod (no checkpoint)'}`);
@@ -334,9 +326,16 @@ export class WorkloadReconciler implements Reconciler {
       : { type: 'CheckpointAvailable', status: 'False', reason: 'NoCheckpoint', message: '' };
   }
 
-  /** Writes status (observedGeneration, endpoints and node always follow the pods) unless nothing changed. */
+  /**
+   * Writes status (observedGeneration, endpoints and node always follow the pods) unless nothing changed.
+   * Every write is guarded by the phase this reconcile started from: when a conflict re-read shows that
+   * the phase moved meanwhile (another writer), nothing is written and the change's watch event
+   * reconciles again from the new state, so no transition (and no event) happens twice.
+   */
   private async writeStatus(observed: Observed, change: StatusChange): Promise<{ written: boolean; workload: KybernateWorkload | undefined }> {
+    const expectedPhase = observed.workload.status?.phase;
     const result = await updateStatus(this.deps.kube, WORKLOADS, observed.workload, (current: KybernateWorkload) => {
+      if (current.status?.phase !== expectedPhase) return undefined;
       const status = current.status ?? {};
       const pods = observed.pods;
       const next = change({

@@ -93,7 +93,7 @@ export function startController(plane: ControlPlane, activity: ActivityServer, i
   const kube = new HttpKubeClient(kubeconfigConnection(plane.kubeconfigPath));
   const elector = new LeaderElector(
     kube,
-    { namespace: 'default', leaseName: 'kybernate-controller', identity, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 300 },
+    { namespace: 'default', leaseName: 'kybernate-controller', identity, leaseDurationMs: 6_000, renewDeadlineMs: 4_000, retryPeriodMs: 500 },
     log,
   );
   const work = kybernateControllers(

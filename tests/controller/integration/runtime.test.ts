@@ -103,8 +103,8 @@ describe('controller runtime against a real kube-apiserver', () => {
       const ns = await createNamespace(kube, 'leader');
       await kube.create(WORKLOADS, workloadManifest(ns, 'first', { suspend: true }));
       await waitForWorkload(kube, ns, 'first', 'Suspended');
-      // Give b every chance to act wrongly: several renew periods.
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      // Give b every chance to act wrongly: several retry periods.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
       expect(b.elector.isLeader()).toBe(false);
       const reporters = async (name: string) =>
         new Set((await kube.list<Event>(EVENTS, ns)).items.filter((e) => e.regarding.name === name).map((e) => e.reportingInstance));
