@@ -152,10 +152,11 @@ interface Measured extends WrkResult {
 }
 
 /** Runs each named target `repetitions` times, interleaved so drift in machine load hits all alike. */
-function measure(targets: Record<string, { port: number; host: string; pid?: number }>, connections: number): Record<string, Measured> {
+function measure(targets: Record<string, { port: number; host: string; pid?: number }>, connections: number, warmUp: boolean): Record<string, Measured> {
   const runs: Record<string, (WrkResult & { cpuUs?: number })[]> = {};
-  // Unmeasured warm-up: the first second of a fresh process is JIT compilation, not proxying.
-  for (const target of Object.values(targets)) wrk(target.port, connections, target.host, 1);
+  // Unmeasured warm-up of fresh processes (their first second is JIT compilation, not proxying);
+  // left out in --quick mode, which must stay under a minute.
+  if (warmUp && !quick) for (const target of Object.values(targets)) wrk(target.port, connections, target.host, 2);
   for (let round = 0; round < repetitions; round++) {
     for (const [name, target] of Object.entries(targets)) {
       const cpuBefore = target.pid === undefined ? 0 : cpuMicros(target.pid);
@@ -239,12 +240,13 @@ async function main(): Promise<void> {
       httpProxy: { port: httpProxy.port, host, pid: httpProxy.child.pid! },
     },
     64,
+    true,
   );
   console.error('2. 10 ms upstream, 64 and 256 connections');
-  const slow64 = measure({ direct: { port: slow.port, host }, activator: { port: activatorSlow.port, host } }, 64);
-  const slow256 = measure({ direct: { port: slow.port, host }, activator: { port: activatorSlow.port, host } }, 256);
+  const slow64 = measure({ direct: { port: slow.port, host }, activator: { port: activatorSlow.port, host } }, 64, true);
+  const slow256 = measure({ direct: { port: slow.port, host }, activator: { port: activatorSlow.port, host } }, 256, false);
   console.error('3. latency at 1 connection');
-  const single = measure({ direct: { port: fast.port, host }, activator: { port: activatorFast.port, host } }, 1);
+  const single = measure({ direct: { port: fast.port, host }, activator: { port: activatorFast.port, host } }, 1, false);
   console.error('4. release of 1,000 held requests');
   const release = await measureRelease(activatorFast.child, activatorFast.port, 1000);
   console.error(`  ${JSON.stringify(release)}`);
