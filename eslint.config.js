@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.cache/**', 'coverage/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.cache/**', '.device/**', '.gl/**', '.whl/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
