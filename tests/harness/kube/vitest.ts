@@ -1,5 +1,4 @@
-import { afterAll, beforeAll } from 'vitest';
-import type { RunnerTask } from 'vitest';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane.ts';
 import { HarnessError } from './errors.ts';
 
@@ -9,11 +8,16 @@ import { HarnessError } from './errors.ts';
  */
 export function useControlPlane(options: ControlPlaneOptions = {}): () => ControlPlane {
   let plane: ControlPlane | undefined;
+  let failed = false;
   beforeAll(async () => {
     plane = await startControlPlane(options);
   });
-  afterAll(async (_context, suite) => {
-    const failed = hasFailure(suite);
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(() => {
+      failed = true;
+    });
+  });
+  afterAll(async () => {
     await plane?.stop({ keepLogs: failed });
     if (failed && plane) console.warn(`a test failed: kube control plane logs kept in ${plane.logsDir}`);
   });
@@ -21,8 +25,4 @@ export function useControlPlane(options: ControlPlaneOptions = {}): () => Contro
     if (!plane) throw new HarnessError('the control plane is not started yet: use the getter inside tests or hooks');
     return plane;
   };
-}
-
-function hasFailure(task: Readonly<RunnerTask>): boolean {
-  return task.result?.state === 'fail' || ('tasks' in task && task.tasks.some(hasFailure));
 }
