@@ -36,9 +36,12 @@ export function desiredPodName(workload: KybernateWorkload): string {
   return `${truncate(workload.metadata.name ?? '', 63 - 7)}-${suffix}`;
 }
 
-/** Checkpoint names carry the decision time (base 36 seconds), unique per suspend of one workload. */
+/**
+ * Checkpoint names carry the decision time (base 36 milliseconds): unique per suspend of one workload,
+ * since its suspends are serialized and a restore lies between two of them.
+ */
 export function checkpointName(workload: KybernateWorkload, now: Date): string {
-  return `${truncate(workload.metadata.name ?? '', 200)}-${Math.floor(now.getTime() / 1000).toString(36)}`;
+  return `${truncate(workload.metadata.name ?? '', 200)}-${now.getTime().toString(36)}`;
 }
 
 export function buildPod(workload: KybernateWorkload, name: string, restoreFrom?: { checkpoint: string; node: string }): V1Pod {

@@ -256,6 +256,28 @@ export class WorkloadReconciler implements Reconciler {
     if (!written || !updated) return;
     observed.log.info({ checkpoint: checkpoint?.metadata?.name, reason }, 'suspended');
     await this.deps.events.record(updated, 'Normal', 'Suspended', 'Suspend', message);
+    await this.deleteSuperseded(observed, checkpoint?.metadata?.name);
+  }
+
+  /**
+   * Earlier checkpoints (and the restores made from them) are superseded by a new suspend: deleting them
+   * frees the node's disk (each checkpoint's finalizer removes its images through the agent).
+   */
+  private async deleteSuperseded(observed: Observed, keepCheckpoint: string | undefined): Promise<void> {
+    const owned = <T extends KubeObject>(cache: IndexedCache<T>) => cache.list().filter((object) => isOwnedBy(object, observed.workload));
+    const stale = [
+      ...owned(this.caches.restores).map((object) => [RESTORES, object] as const),
+      ...owned(this.caches.checkpoints)
+        .filter((object) => object.metadata?.name !== keepCheckpoint)
+        .map((object) => [CHECKPOINTS, object] as const),
+    ];
+    for (const [type, object] of stale) {
+      const { namespace, name } = object.metadata ?? {};
+      await this.deps.kube.delete(type, namespace, name ?? '').catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+      observed.log.info({ kind: type.kind, name }, 'deleted superseded object');
+    }
   }
 
   private async keepSuspended(observed: Observed): Promise<void> {

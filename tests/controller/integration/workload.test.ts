@@ -160,7 +160,18 @@ describe('workload reconciler against a real kube-apiserver', () => {
     await kube.mergePatch(WORKLOADS, ns, 'job', { spec: { suspend: false } });
     await waitForWorkload(kube, ns, 'job', 'Restoring');
     const restored = await firstPod(ns);
-    expect(restored.metadata?.annotations?.[RESTORE_FROM_ANNOTATION]).toBe(suspended.status?.lastCheckpointRef);
+    const firstCheckpoint = suspended.status!.lastCheckpointRef!;
+    expect(restored.metadata?.annotations?.[RESTORE_FROM_ANNOTATION]).toBe(firstCheckpoint);
+    await runPod(kube, ns, restored.metadata!.name!);
+    await waitForWorkload(kube, ns, 'job', 'Running', isReady);
+
+    // A second suspend supersedes the first checkpoint and its restore: they are deleted, images included.
+    await kube.mergePatch(WORKLOADS, ns, 'job', { spec: { suspend: true } });
+    const again = await waitForWorkload(kube, ns, 'job', 'Suspended', (w) => w.status?.lastCheckpointRef !== firstCheckpoint);
+    await waitFor('first checkpoint deleted', async () => (await getOptional(kube, CHECKPOINTS, ns, firstCheckpoint)) === undefined);
+    expect(controller.agent.deletes).toContainEqual({ node: 'node-a', checkpointId: `${ns}.${firstCheckpoint}` });
+    expect((await kube.list(RESTORES, ns)).items).toHaveLength(0);
+    expect((await kube.list<KybernateCheckpoint>(CHECKPOINTS, ns)).items.map((c) => c.metadata?.name)).toEqual([again.status?.lastCheckpointRef]);
   });
 
   it('a never-started workload suspends without a checkpoint and wakes into a fresh pod', async () => {
