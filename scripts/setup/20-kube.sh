@@ -54,12 +54,24 @@ build_kube() {
 # The machine's own Debian mirror (deb822 .sources or one-line sources.list), never a hard-coded host.
 debian_mirror() {
   local uri
-  uri="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '
-      /^URIs:/ { uri = $2 }
-      /^Suites:/ { for (i = 2; i <= NF; i++) if ($i !~ /-security$/ && $i !~ /-updates$/) { print uri; exit } }')"
+  # deb822: one stanza per paragraph; take the first URI of a stanza that has a plain release suite.
+  uri="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v RS= '
+      {
+        uris = ""; plain = 0
+        n = split($0, lines, "\n")
+        for (i = 1; i <= n; i++) {
+          if (lines[i] ~ /^URIs:/) { split(lines[i], f, /[ \t]+/); uris = f[2] }
+          if (lines[i] ~ /^Suites:/) {
+            m = split(lines[i], f, /[ \t]+/)
+            for (j = 2; j <= m; j++) if (f[j] != "" && f[j] !~ /-(security|updates|backports)$/) plain = 1
+          }
+        }
+        if (uris != "" && plain) { print uris; exit }
+      }')"
   if [ -z "$uri" ]; then
+    # One-line format: deb [options] URI suite components...
     uri="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '
-        $1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($(i+1) !~ /-(security|updates)$/) { print $i; exit } } }')"
+        $1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { if ($(i+1) !~ /-(security|updates|backports)$/) { print $i; exit } else break } }')"
   fi
   if [ -z "$uri" ]; then
     echo "setup/20-kube: no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/" >&2
@@ -97,5 +109,7 @@ install_etcd() {
   log "installed etcd from $(basename "$deb")"
 }
 
+# The harness makes its certificates with the openssl CLI.
+command -v openssl >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y -qq openssl
 install_etcd
 build_kube

@@ -1,10 +1,12 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HarnessError, startControlPlane, type ControlPlane } from '../harness/kube/index.ts';
+import { useControlPlane } from '../harness/kube/vitest.ts';
 import { apiClient } from './api-client.ts';
 
 /** Waits for a condition the API server brings about asynchronously (bounded; not a timing assertion). */
@@ -31,6 +33,7 @@ function processesMentioning(text: string): number[] {
 }
 
 describe('kube control plane harness', () => {
+  const controlPlane = useControlPlane();
   let plane: ControlPlane;
   let api: ReturnType<typeof apiClient>;
   const namespace = 'harness-test';
@@ -40,13 +43,12 @@ describe('kube control plane harness', () => {
     expect(created.status).toBe(201);
   };
 
-  beforeAll(async () => {
-    plane = await startControlPlane();
+  beforeAll(() => {
+    plane = controlPlane();
     api = apiClient(plane);
   });
   afterAll(async () => {
     await api?.close();
-    await plane?.stop();
   });
 
   it('serves the API to the admin credentials: a namespace and a ConfigMap round-trip', async () => {
@@ -120,6 +122,26 @@ describe('kube control plane lifecycle', () => {
     expect(processesMentioning(plane.rootDir)).toEqual([]);
     expect(existsSync(plane.rootDir)).toBe(false);
     await plane.stop();
+  });
+
+  it('etcd and kube-apiserver die with the process that started them, even when it is SIGKILLed', async () => {
+    // The harness's own CLI in one node process (no npx/tsx launcher in between), killed without warning.
+    const cli = spawn(process.execPath, ['--import', 'tsx', 'tests/harness/kube/cli.ts', 'up'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    cli.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await eventually(() => /export KUBECONFIG=/.test(output), 'the CLI to print the kubeconfig', 120_000);
+    const kubeconfig = /export KUBECONFIG=(.*)\n/.exec(output)?.[1];
+    const rootDir = dirname(kubeconfig!);
+    expect(processesMentioning(rootDir)).toHaveLength(2);
+
+    cli.kill('SIGKILL');
+    try {
+      await eventually(() => processesMentioning(rootDir).length === 0, 'the daemons to die');
+    } finally {
+      await rm(rootDir, { recursive: true, force: true });
+    }
   });
 
   it('a kube-apiserver that fails to start: the error carries its log, no process is left, the files are kept', async () => {

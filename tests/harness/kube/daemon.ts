@@ -5,12 +5,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../src/lib/log.ts';
 import { HarnessError } from './errors.ts';
 
-/** Daemons still running when the test process exits are killed, so a crashed test leaves none behind. */
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
 export interface DaemonSpec {
   name: string;
   binary: string;
@@ -35,10 +29,8 @@ export class Daemon {
   private constructor(spec: DaemonSpec, child: ChildProcess) {
     this.spec = spec;
     this.child = child;
-    running.add(child);
     this.exit = new Promise((resolve) => {
       const settle = (status: number | string) => {
-        running.delete(child);
         this.exitStatus = status;
         resolve(status);
       };
@@ -50,7 +42,12 @@ export class Daemon {
   static start(spec: DaemonSpec, log: Logger): Daemon {
     const out = openSync(spec.logFile, 'a');
     try {
-      const child = spawn(spec.binary, spec.args, { stdio: ['ignore', out, out] });
+      // setpriv (util-linux) sets the parent-death signal and execs the daemon: when the test process
+      // dies in any way (vitest kills its workers with signals, no 'exit' handler runs), the kernel
+      // kills the daemon, so no etcd or kube-apiserver outlives its test.
+      const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', spec.binary, ...spec.args], {
+        stdio: ['ignore', out, out],
+      });
       log.debug({ daemon: spec.name, pid: child.pid, args: spec.args }, 'daemon started');
       return new Daemon(spec, child);
     } finally {
