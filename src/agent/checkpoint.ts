@@ -75,8 +75,7 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
   const call = { namespace };
   const started = Date.now();
   const timings: Record<string, number> = {};
-  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    step(name);
+  const measure = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     try {
       return await fn();
@@ -84,10 +83,14 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
       timings[name] = Math.round((performance.now() - t0) * 100) / 100;
     }
   };
+  const timed = <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    step(name);
+    return measure(name, fn);
+  };
 
   const inspected = await timed('inspect', async () => {
     const container = await containerd.getContainer(containerId, call);
-    const task = await containerd.getTask(containerId, call).catch((err: unknown) => {
+    const task = await containerd.getTask(containerId, call).catch((err: unknown): never => {
       if (err instanceof NotFoundError) throw new FailedPreconditionError(`container ${containerId} has no task to checkpoint`, { namespace, container: containerId });
       throw err;
     });
@@ -97,8 +100,10 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
     if (!container.spec || !container.runtime) throw new ContainerdError(`container ${containerId} has no spec or runtime`, { namespace, container: containerId });
     const specJson = container.spec.value.toString('utf8');
     const spec = parseSpec(specJson);
-    const snapshot = await containerd.statSnapshot(container.snapshotter, container.snapshot_key, call);
-    const image = container.image ? await containerd.getImage(container.image, call) : undefined;
+    const [snapshot, image] = await Promise.all([
+      containerd.statSnapshot(container.snapshotter, container.snapshot_key, call),
+      container.image ? containerd.getImage(container.image, call) : undefined,
+    ]);
     return { container, specJson, spec, snapshot, image };
   });
   const { container } = inspected;
@@ -120,29 +125,35 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
     await timed('pause', () => containerd.pauseTask(containerId, call));
     paused = true;
 
-    await timed('rootfs-diff', async () => {
-      const lower = inspected.snapshot.parent ? await containerd.viewSnapshot(container.snapshotter, viewKey, inspected.snapshot.parent, lease) : [];
-      viewCreated = lower.length > 0;
-      const upper = await containerd.snapshotMounts(container.snapshotter, container.snapshot_key, call);
-      const diff = await containerd.diff(lower, upper, ROOTFS_DIFF_MEDIA_TYPE, lease);
-      const out = await fs.open(path.join(staging, ROOTFS_DIFF_FILE), 'wx', 0o600);
-      try {
-        for await (const chunk of containerd.readContent(diff.digest, lease)) await out.write(chunk);
-      } finally {
-        await out.close();
-      }
-    });
-
-    await timed('criu-dump', async () => {
-      const options = encodeCheckpointOptions({ exit: false, imagePath: path.join(staging, CRIU_DIR), workPath: workDir, fileLocks: true });
-      try {
-        await containerd.checkpointTask(containerId, options, { namespace, timeoutMs: ctx.criuTimeoutMs });
-      } catch (err) {
-        const criuErrors = await criuLogErrors(path.join(workDir, 'dump.log'));
-        if (!criuErrors || !(err instanceof KybernateError)) throw err;
-        throw new ContainerdError(`${err.message}\nCRIU dump.log:\n${criuErrors}`, { ...err.context, namespace, container: containerId }, { cause: err });
-      }
-    });
+    // Both read the frozen task's state and neither changes it, so they run side by side.
+    const captured = await timed('capture', () =>
+      Promise.allSettled([
+        measure('rootfs-diff', async () => {
+          const lower = inspected.snapshot.parent ? await containerd.viewSnapshot(container.snapshotter, viewKey, inspected.snapshot.parent, lease) : [];
+          viewCreated = lower.length > 0;
+          const upper = await containerd.snapshotMounts(container.snapshotter, container.snapshot_key, call);
+          const diff = await containerd.diff(lower, upper, ROOTFS_DIFF_MEDIA_TYPE, lease);
+          const out = await fs.open(path.join(staging, ROOTFS_DIFF_FILE), 'wx', 0o600);
+          try {
+            for await (const chunk of containerd.readContent(diff.digest, lease)) await out.write(chunk);
+          } finally {
+            await out.close();
+          }
+        }),
+        measure('criu-dump', async () => {
+          const options = encodeCheckpointOptions({ exit: false, imagePath: path.join(staging, CRIU_DIR), workPath: workDir, fileLocks: true });
+          try {
+            await containerd.checkpointTask(containerId, options, { namespace, timeoutMs: ctx.criuTimeoutMs });
+          } catch (err) {
+            const criuErrors = await criuLogErrors(path.join(workDir, 'dump.log'));
+            if (!criuErrors || !(err instanceof KybernateError)) throw err;
+            throw new ContainerdError(`${err.message}\nCRIU dump.log:\n${criuErrors}`, { ...err.context, namespace, container: containerId }, { cause: err });
+          }
+        }),
+      ]),
+    );
+    const failed = captured.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
 
     const manifest = await timed('commit', async () => {
       await fs.writeFile(path.join(staging, SPEC_FILE), inspected.specJson, { mode: 0o600, flag: 'wx' });

@@ -11,13 +11,12 @@ import { parseAgentConfig } from '../../src/agent/config.ts';
 import { createLogger } from '../../src/lib/log.ts';
 import { TEST_IMAGE_REF, testImageArgs } from '../harness/containerd/index.ts';
 import { useContainerd } from '../harness/containerd/vitest.ts';
-import { agentDirs, containerdClient, disableCriuHardwareBreakpoints, startTestAgent, type AgentDirs } from './helpers/agent.ts';
+import { agentDirs, containerdClient, startTestAgent, type AgentDirs } from './helpers/agent.ts';
 import { removeTestContainer, runTestContainer } from './helpers/containers.ts';
 import { httpGetInNamespace, leftovers, waitFor, waitForCounter } from './helpers/observe.ts';
 
 const run = promisify(execFile);
 
-disableCriuHardwareBreakpoints();
 const stack = useContainerd();
 
 let dirs: AgentDirs;
@@ -39,6 +38,7 @@ afterAll(async () => {
 });
 
 const ns = (): string => stack().containerd.namespace;
+const stateDir = (): string => path.join(stack().containerd.dir, 'state');
 const originalLog = (id: string): string => path.join(dirs.base, `original-${id}.log`);
 
 async function startCounter(id: string, hostPid = false): Promise<void> {
@@ -81,7 +81,7 @@ describe('checkpoint failures', () => {
     expect(later!.started_at >= earlier!.updated_at).toBe(true);
     expect((await client.listCheckpoints()).checkpoints).toHaveLength(2);
     expect((await ctrd.getTask('counter-concurrent', { namespace: ns() })).status).toBe('RUNNING');
-    await removeTestContainer(ctrd, 'counter-concurrent', ns());
+    await removeTestContainer(ctrd, 'counter-concurrent', ns(), stateDir());
   });
 
   it('a failing CRIU dump leaves the container running and unpaused, with no partial checkpoint', async () => {
@@ -102,7 +102,7 @@ describe('checkpoint failures', () => {
       holder.kill();
     }
     expect((await client.listCheckpoints()).checkpoints.map((c) => c.container_id)).not.toContain('http-busy');
-    await removeTestContainer(ctrd, 'http-busy', ns());
+    await removeTestContainer(ctrd, 'http-busy', ns(), stateDir());
     expect(await leftovers(stack().containerd, dirs, [])).toEqual([]);
   });
 });
@@ -116,7 +116,7 @@ describe('restore failures', () => {
   beforeAll(async () => {
     await startCounter('counter-source');
     checkpointId = (await client.checkpointAndWait({ namespace: ns(), containerId: 'counter-source', leaveRunning: false })).checkpoint_id;
-    await removeTestContainer(ctrd, 'counter-source', ns());
+    await removeTestContainer(ctrd, 'counter-source', ns(), stateDir());
   });
 
   async function restoreFails(request: Parameters<AgentClient['restore']>[0]): Promise<{ code: string; message: string }> {
@@ -160,7 +160,7 @@ describe('restore failures', () => {
 
     await startCounter('occupied');
     expect((await restoreFails({ checkpointId, containerId: 'occupied' })).code).toBe('AlreadyExists');
-    await removeTestContainer(ctrd, 'occupied', ns());
+    await removeTestContainer(ctrd, 'occupied', ns(), stateDir());
     expect(await leftovers(stack().containerd, dirs, [])).toEqual([]);
   });
 
@@ -170,7 +170,7 @@ describe('restore failures', () => {
     // The original still runs with the checkpointed pids in the host's pid namespace.
     const failure = await restoreFails({ checkpointId: hostPidCheckpoint, containerId: 'host-pid-copy' });
     expect(failure.code).toBe('PidCollision');
-    await removeTestContainer(ctrd, 'host-pid', ns());
+    await removeTestContainer(ctrd, 'host-pid', ns(), stateDir());
     expect(await leftovers(stack().containerd, dirs, [])).toEqual([]);
   });
 

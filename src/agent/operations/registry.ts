@@ -101,6 +101,7 @@ export class OperationRegistry extends EventEmitter<{ update: [Operation] }> {
     let op = initial;
     let stepStartedAt = new Date();
     const log = this.log.child({ operation: op.id, kind: op.kind, namespace: op.namespace, container: op.containerId });
+    let final: Operation;
     try {
       const result = await this.lock.run(`${op.namespace}/${op.containerId}`, async () => {
         op = this.update(transition(op, { type: 'start' }, new Date()));
@@ -111,17 +112,18 @@ export class OperationRegistry extends EventEmitter<{ update: [Operation] }> {
           stepStartedAt = now;
         });
       });
-      op = this.update(transition(op, { type: 'succeed', ...result }, new Date(), stepStartedAt));
-      log.info({ checkpoint: op.checkpointId, pid: op.pid, steps: op.steps }, 'operation succeeded');
+      final = transition(op, { type: 'succeed', ...result }, new Date(), stepStartedAt);
+      log.info({ checkpoint: final.checkpointId, pid: final.pid, steps: final.steps }, 'operation succeeded');
     } catch (err) {
       const code = err instanceof KybernateError ? err.code : 'Internal';
-      op = this.update(transition(op, { type: 'fail', code, message: errorMessage(err) }, new Date(), stepStartedAt));
+      final = transition(op, { type: 'fail', code, message: errorMessage(err) }, new Date(), stepStartedAt);
       log.error({ err, code }, 'operation failed');
-    } finally {
-      this.running.delete(op.id);
     }
-    await this.save(op).catch((err: unknown) => log.error({ err }, 'could not record the operation'));
-    return op;
+    // Recorded before anyone hears of it: a client that saw SUCCEEDED finds it so after an agent restart.
+    await this.save(final).catch((err: unknown) => log.error({ err }, 'could not record the operation'));
+    this.update(final);
+    this.running.delete(final.id);
+    return final;
   }
 
   private update(op: Operation): Operation {

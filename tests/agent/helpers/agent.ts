@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,16 +7,21 @@ import { parseAgentConfig } from '../../../src/agent/config.ts';
 import { ContainerdClient } from '../../../src/agent/containerd/client.ts';
 import { startAgent, type RunningAgent } from '../../../src/agent/start.ts';
 import { createLogger } from '../../../src/lib/log.ts';
-import type { Containerd } from '../../harness/containerd/index.ts';
+import { stackBinaries, type Containerd } from '../../harness/containerd/index.ts';
 
 /**
- * In a Firecracker VM, x86 hardware breakpoints never fire, and CRIU's parasite code then waits forever
- * for the trap that ends it (every dump hangs at "Sent msg to daemon 3"). CRIU's own switch for this
- * (fault injection 130, FI_NO_BREAKPOINTS) makes it step through with PTRACE_SYSCALL instead. containerd
- * passes its environment to the shim, runc and CRIU, so it must be set before containerd starts.
+ * Whether the stack's CRIU can dump inet sockets on this kernel. Linux 6.16 restricted SO_PASSCRED and
+ * SO_PASSSEC to unix/netlink sockets and CRIU before 4.2 fails every dump of a TCP socket with
+ * "Can't get 1:16 opt: Operation not supported" (checkpoint-restore/criu#2705, fixed in 4.2).
  */
-export function disableCriuHardwareBreakpoints(): void {
-  process.env.CRIU_FAULT ??= '130';
+export function criuDumpsInetSockets(): boolean {
+  try {
+    const version = /Version:\s*(\d+)\.(\d+)/.exec(execFileSync(stackBinaries().criu, ['--version'], { encoding: 'utf8' }));
+    const [major, minor] = [Number(version?.[1]), Number(version?.[2])];
+    return major > 4 || (major === 4 && minor >= 2);
+  } catch {
+    return false;
+  }
 }
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

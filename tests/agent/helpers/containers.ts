@@ -84,7 +84,8 @@ export async function runTestContainer(client: ContainerdClient, options: TestCo
   const call = { namespace: options.namespace };
   const snapshotter = options.snapshotter ?? 'overlayfs';
   const parent = await imageChainId(client, options.image, options.namespace);
-  const mounts = await client.prepareSnapshot(snapshotter, options.id, parent, call);
+  // The container first: it makes the snapshot a GC root from the moment it exists (an unreferenced
+  // snapshot may be collected by a GC that another delete triggered before the container names it).
   await client.createContainer(
     {
       id: options.id,
@@ -97,18 +98,30 @@ export async function runTestContainer(client: ContainerdClient, options: TestCo
     },
     call,
   );
+  const mounts = await client.prepareSnapshot(snapshotter, options.id, parent, call);
   await fs.mkdir(path.dirname(options.logPath), { recursive: true });
   await client.createTask({ containerId: options.id, rootfs: mounts, stdout: `file://${options.logPath}`, stderr: `file://${options.logPath}` }, call);
   return (await client.startTask(options.id, call)).pid;
 }
 
-/** Kills and removes a container with its task and snapshot, whatever of those exists. */
-export async function removeTestContainer(client: ContainerdClient, id: string, namespace: string, snapshotter = 'overlayfs'): Promise<void> {
+/**
+ * Kills and removes a container with its task and snapshot, whatever of those exists. With `stateDir`
+ * (containerd's state dir) it also waits until the old shim has removed the task's bundle: containerd
+ * 1.7 does that after Tasks.Delete returns, and a new task of the same id created meanwhile loses its
+ * rootfs mount point ("failed to mount rootfs component: no such file or directory").
+ */
+export async function removeTestContainer(client: ContainerdClient, id: string, namespace: string, stateDir?: string): Promise<void> {
   const call = { namespace };
   const ignore = (): void => undefined;
   await client.killTask(id, 9, call).catch(ignore);
   await client.waitTask(id, { ...call, timeoutMs: 10_000 }).catch(ignore);
   await client.deleteTask(id, call).catch(ignore);
   await client.deleteContainer(id, call).catch(ignore);
-  await client.removeSnapshot(snapshotter, id, call).catch(ignore);
+  await client.removeSnapshot('overlayfs', id, call).catch(ignore);
+  if (!stateDir) return;
+  const bundle = path.join(stateDir, 'io.containerd.runtime.v2.task', namespace, id);
+  for (let waited = 0; await fs.stat(bundle).then(() => true, () => false); waited += 50) {
+    if (waited > 10_000) throw new Error(`bundle ${bundle} still there 10 s after its task was deleted`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

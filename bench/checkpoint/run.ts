@@ -1,0 +1,186 @@
+/**
+ * Checkpoint/restore benchmark: a small container (the test image's counter) checkpointed and restored
+ * through the agent API, and in the same run through the bare containerd calls that do the CRIU work
+ * (Tasks.Checkpoint into a directory; Snapshots.Prepare + Containers.Create + Tasks.Create with
+ * criu_image_path + Tasks.Start). Agent and raw rounds alternate so drift hits both alike.
+ *
+ *   npm run bench:checkpoint [-- --quick] [-- --write]
+ *
+ * --quick: 4 rounds (under 60 s); default 12. --write: replace the "## Checkpoint / restore" section of
+ * bench/RESULTS.md with this run. The last stdout line is one JSON object.
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AgentClient } from '../../src/agent/client.ts';
+import { parseAgentConfig } from '../../src/agent/config.ts';
+import type { ContainerdClient } from '../../src/agent/containerd/client.ts';
+import { encodeCheckpointOptions, encodeRestoreTaskOptions } from '../../src/agent/containerd/runc-options.ts';
+import { startAgent } from '../../src/agent/start.ts';
+import { createLogger } from '../../src/lib/log.ts';
+import { buildTestImage, startContainerd, TEST_IMAGE_REF, testImageArgs, type Containerd } from '../../tests/harness/containerd/index.ts';
+import { containerdClient } from '../../tests/agent/helpers/agent.ts';
+import { imageChainId, removeTestContainer, runTestContainer, testSpec } from '../../tests/agent/helpers/containers.ts';
+import { OCI_SPEC_TYPE_URL } from '../../src/agent/restore.ts';
+import { waitForCounter } from '../../tests/agent/helpers/observe.ts';
+
+const quick = process.argv.includes('--quick');
+const write = process.argv.includes('--write');
+const rounds = quick ? 4 : 12;
+const RESULTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../RESULTS.md');
+const SECTION = '## Checkpoint / restore';
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const round1 = (n: number): number => Math.round(n * 10) / 10;
+
+/**
+ * The counter with its numbers file on /dev/null: its rootfs stays as the image has it, so the raw path
+ * (which carries no rootfs diff) restores the same process state the agent does.
+ */
+const COUNTER_ARGS = testImageArgs.counter('/dev/null');
+
+async function startCounter(ctrd: ContainerdClient, containerd: Containerd, id: string): Promise<void> {
+  const logPath = path.join(containerd.dir, `${id}.log`);
+  await runTestContainer(ctrd, { id, image: TEST_IMAGE_REF, args: COUNTER_ARGS, namespace: containerd.namespace, logPath });
+  await waitForCounter(logPath, 2);
+}
+
+/** The agent's path: Checkpoint (leaveRunning false) and Restore, each until its operation SUCCEEDED. */
+async function agentRound(client: AgentClient, ctrd: ContainerdClient, containerd: Containerd, id: string): Promise<{ checkpoint: number; restore: number }> {
+  const ns = containerd.namespace;
+  await startCounter(ctrd, containerd, id);
+  let t = performance.now();
+  const op = await client.checkpointAndWait({ namespace: ns, containerId: id, leaveRunning: false });
+  const checkpoint = performance.now() - t;
+  await removeTestContainer(ctrd, id, ns, path.join(containerd.dir, 'state'));
+  t = performance.now();
+  await client.restoreAndWait({ checkpointId: op.checkpoint_id });
+  const restore = performance.now() - t;
+  await removeTestContainer(ctrd, id, ns, path.join(containerd.dir, 'state'));
+  await client.deleteCheckpoint(op.checkpoint_id);
+  return { checkpoint, restore };
+}
+
+/** The same CRIU work with the fewest containerd calls: no rootfs diff, checksums, manifest or lease. */
+async function rawRound(ctrd: ContainerdClient, containerd: Containerd, id: string, workDir: string): Promise<{ checkpoint: number; restore: number }> {
+  const call = { namespace: containerd.namespace, timeoutMs: 120_000 };
+  await startCounter(ctrd, containerd, id);
+  const imagePath = path.join(workDir, id, 'image');
+  const criuWork = path.join(workDir, id, 'work');
+  await fs.mkdir(imagePath, { recursive: true });
+  await fs.mkdir(criuWork, { recursive: true });
+  const parent = await imageChainId(ctrd, TEST_IMAGE_REF, containerd.namespace);
+
+  let t = performance.now();
+  await ctrd.checkpointTask(id, encodeCheckpointOptions({ exit: true, imagePath, workPath: criuWork, fileLocks: true }), call);
+  const checkpoint = performance.now() - t;
+  await removeTestContainer(ctrd, id, containerd.namespace, path.join(containerd.dir, 'state'));
+
+  const spec = testSpec({ id, image: TEST_IMAGE_REF, args: COUNTER_ARGS, namespace: containerd.namespace, logPath: '' });
+  const logPath = path.join(containerd.dir, `${id}-raw-restored.log`);
+  t = performance.now();
+  await ctrd.createContainer(
+    {
+      id,
+      labels: {},
+      image: TEST_IMAGE_REF,
+      runtime: { name: 'io.containerd.runc.v2', options: null },
+      spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
+      snapshotter: 'overlayfs',
+      snapshot_key: id,
+    },
+    call,
+  );
+  const mounts = await ctrd.prepareSnapshot('overlayfs', id, parent, call);
+  await ctrd.createTask({ containerId: id, rootfs: mounts, stdout: `file://${logPath}`, stderr: `file://${logPath}`, options: encodeRestoreTaskOptions(null, imagePath, criuWork) }, call);
+  await ctrd.startTask(id, call);
+  const restore = performance.now() - t;
+  await removeTestContainer(ctrd, id, containerd.namespace, path.join(containerd.dir, 'state'));
+  await fs.rm(path.join(workDir, id), { recursive: true, force: true });
+  return { checkpoint, restore };
+}
+
+async function main(): Promise<void> {
+  const log = createLogger('bench-checkpoint', { level: process.env.KYBERNATE_LOG_LEVEL ?? 'warn' });
+  const containerd = await startContainerd({ logger: log });
+  const base = path.join(containerd.dir, 'bench');
+  const ctrd = containerdClient(containerd);
+  let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
+  let client: AgentClient | undefined;
+  let failed = true;
+  try {
+    await buildTestImage(containerd);
+    const flags = [`--socket=${base}/agent.sock`, `--containerd=${containerd.address}`, `--store=${base}/store`, `--log-dir=${base}/logs`, `--criu=${containerd.bin.criu}`];
+    agent = await startAgent(parseAgentConfig({}, flags), log);
+    client = new AgentClient({ socketPath: `${base}/agent.sock` });
+    // One unmeasured round of each warms the page cache, the shim binary and the gRPC channels.
+    await agentRound(client, ctrd, containerd, 'warm-agent');
+    await rawRound(ctrd, containerd, 'warm-raw', path.join(base, 'raw'));
+
+    const agentRuns: { checkpoint: number; restore: number }[] = [];
+    const rawRuns: { checkpoint: number; restore: number }[] = [];
+    for (let i = 0; i < rounds; i++) {
+      agentRuns.push(await agentRound(client, ctrd, containerd, `agent-${i}`));
+      rawRuns.push(await rawRound(ctrd, containerd, `raw-${i}`, path.join(base, 'raw')));
+      console.log(`round ${i + 1}/${rounds}: agent ${agentRuns.at(-1)!.checkpoint.toFixed(0)}/${agentRuns.at(-1)!.restore.toFixed(0)} ms, raw ${rawRuns.at(-1)!.checkpoint.toFixed(0)}/${rawRuns.at(-1)!.restore.toFixed(0)} ms (checkpoint/restore)`);
+    }
+    const result = {
+      checkpoint_ms: round1(median(agentRuns.map((r) => r.checkpoint))),
+      restore_ms: round1(median(agentRuns.map((r) => r.restore))),
+      raw_checkpoint_ms: round1(median(rawRuns.map((r) => r.checkpoint))),
+      raw_restore_ms: round1(median(rawRuns.map((r) => r.restore))),
+      checkpoint_overhead_pct: 0,
+      restore_overhead_pct: 0,
+      rounds,
+      machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, kernel ${os.release()}`,
+      load_avg_1m: round1(os.loadavg()[0]!),
+      criu: (await agent.agent.status()).criu,
+      date: new Date().toISOString(),
+    };
+    result.checkpoint_overhead_pct = round1((result.checkpoint_ms / result.raw_checkpoint_ms - 1) * 100);
+    result.restore_overhead_pct = round1((result.restore_ms / result.raw_restore_ms - 1) * 100);
+    if (write) await writeResults(result);
+    failed = false;
+    console.log(JSON.stringify(result));
+  } finally {
+    client?.close();
+    await agent?.stop();
+    ctrd.close();
+    await containerd.stop({ keepLogs: failed });
+    if (failed) console.error(`containerd logs kept in ${containerd.logsDir}`);
+  }
+}
+
+async function writeResults(r: Record<string, string | number>): Promise<void> {
+  const section = [
+    SECTION,
+    '',
+    `\`npm run bench:checkpoint${quick ? ' -- --quick' : ''}\` (bench/checkpoint/run.ts), ${r.date}: ${r.machine}, load average ${r.load_avg_1m} at the end`,
+    `(the machine is shared with other builds), containerd 1.7.24, CRIU ${r.criu}, ${r.rounds} rounds of the busybox counter`,
+    'container; medians in ms. "raw" = the bare containerd calls doing the same CRIU work in the same run',
+    '(checkpoint: Tasks.Checkpoint into a directory with exit; restore: Snapshots.Prepare, Containers.Create,',
+    'Tasks.Create with criu_image_path, Tasks.Start); the agent adds the rootfs diff, checksums, fsync, the',
+    'manifest, the lease, the pause and the operation bookkeeping.',
+    '',
+    '| path | checkpoint | restore |',
+    '|---|---|---|',
+    `| agent API | ${r.checkpoint_ms} | ${r.restore_ms} |`,
+    `| raw containerd | ${r.raw_checkpoint_ms} | ${r.raw_restore_ms} |`,
+    `| agent overhead | ${r.checkpoint_overhead_pct} % | ${r.restore_overhead_pct} % |`,
+    '',
+  ].join('\n');
+  const text = await fs.readFile(RESULTS, 'utf8').catch(() => '');
+  const start = text.indexOf(SECTION);
+  let next = start < 0 ? -1 : text.indexOf('\n## ', start + SECTION.length);
+  if (next >= 0) next += 1;
+  const updated = start < 0 ? `${text.trimEnd()}\n\n${section}` : `${text.slice(0, start)}${section}${next >= 0 ? `\n${text.slice(next)}` : ''}`;
+  await fs.writeFile(RESULTS, updated);
+}
+
+await main();
