@@ -90,17 +90,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
   try {
     const certs = await generateCertificates(certDir);
-    const started = await startOnFreePort(async (clientPort) => {
-      const spec = {
-        name: 'etcd',
-        binary: binaries.etcd,
-        args: etcdArgs({ dataDir: join(rootDir, 'etcd'), clientPort, peerPort: await freePort() }),
-        logFile: join(logsDir, 'etcd.log'),
-      };
-      const url = `http://127.0.0.1:${clientPort}`;
-      const daemon = await Daemon.startReady(spec, plog, () => etcdHealthy(url), { timeoutMs, what: `healthy at ${url}` });
-      return { daemon, url };
-    });
+    const started = await startOnFreePort((clientPort) => startEtcd(binaries.etcd, rootDir, clientPort, timeoutMs, plog));
     etcd = started.daemon;
     const etcdUrl = started.url;
 
@@ -165,6 +155,18 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     }
     throw err;
   }
+}
+
+async function startEtcd(binary: string, rootDir: string, clientPort: number, timeoutMs: number, log: Logger) {
+  const spec = {
+    name: 'etcd',
+    binary,
+    args: etcdArgs({ dataDir: join(rootDir, 'etcd'), clientPort, peerPort: await freePort() }),
+    logFile: join(rootDir, 'logs', 'etcd.log'),
+  };
+  const url = `http://127.0.0.1:${clientPort}`;
+  const daemon = await Daemon.startReady(spec, log, () => etcdHealthy(url), { timeoutMs, what: `healthy at ${url}` });
+  return { daemon, url };
 }
 
 /**
