@@ -15,7 +15,10 @@ export interface ControllerConfig {
     retryPeriodMs: number;
   };
   workers: number;
+  /** Fixed activator admin URLs; added to those of `activatorPods`. */
   activatorUrls: string[];
+  /** Find the activator replicas by their pods. */
+  activatorPods: { namespace: string; labelSelector: string; adminPort: number } | undefined;
   activityPollIntervalMs: number;
   activityTimeoutMs: number;
   operationTimeoutMs: number;
@@ -46,6 +49,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
       throw new InvalidInputError(`KYBERNATE_ACTIVATOR_URLS: "${url}" is not an http(s) URL`, { variable: 'KYBERNATE_ACTIVATOR_URLS', url });
     }
   }
+  const activatorPods = parseActivatorPods(env);
   const addressTemplate = env.KYBERNATE_AGENT_ADDRESS ?? '{node}:7443';
   if (!addressTemplate.includes('{node}')) {
     throw new InvalidInputError(`KYBERNATE_AGENT_ADDRESS: "${addressTemplate}" must contain {node}`, { variable: 'KYBERNATE_AGENT_ADDRESS' });
@@ -63,6 +67,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     },
     workers,
     activatorUrls,
+    activatorPods,
     activityPollIntervalMs: duration('KYBERNATE_ACTIVITY_POLL_INTERVAL', '5s'),
     activityTimeoutMs: duration('KYBERNATE_ACTIVITY_TIMEOUT', '2s'),
     operationTimeoutMs: duration('KYBERNATE_OPERATION_TIMEOUT', '10m'),
@@ -77,4 +82,22 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     });
   }
   return config;
+}
+
+/** KYBERNATE_ACTIVATOR_PODS=`<namespace>/<label selector>` with KYBERNATE_ACTIVATOR_ADMIN_PORT (default 9090). */
+function parseActivatorPods(env: NodeJS.ProcessEnv): ControllerConfig['activatorPods'] {
+  const text = env.KYBERNATE_ACTIVATOR_PODS;
+  if (!text) return undefined;
+  const slash = text.indexOf('/');
+  const namespace = text.slice(0, slash);
+  const labelSelector = text.slice(slash + 1);
+  if (slash <= 0 || labelSelector === '') {
+    throw new InvalidInputError(`KYBERNATE_ACTIVATOR_PODS: expected "<namespace>/<label selector>", got "${text}"`, { variable: 'KYBERNATE_ACTIVATOR_PODS' });
+  }
+  const portText = env.KYBERNATE_ACTIVATOR_ADMIN_PORT ?? '9090';
+  const adminPort = Number(portText);
+  if (!Number.isInteger(adminPort) || adminPort < 1 || adminPort > 65535) {
+    throw new InvalidInputError(`KYBERNATE_ACTIVATOR_ADMIN_PORT: "${portText}" is not a port number`, { variable: 'KYBERNATE_ACTIVATOR_ADMIN_PORT' });
+  }
+  return { namespace, labelSelector, adminPort };
 }

@@ -1,5 +1,6 @@
 import { errorMessage } from '../lib/errors.ts';
 import { createLogger } from '../lib/log.ts';
+import { ActivatorDirectory } from './activity/activator-directory.ts';
 import { HttpActivitySource } from './activity/activity-source.ts';
 import { GrpcNodeAgent } from './agent/grpc-node-agent.ts';
 import { loadConfig } from './config.ts';
@@ -14,7 +15,11 @@ const config = loadConfig(process.env);
 // In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config.
 const kube = new HttpKubeClient(loadKubeConnection(process.env));
 const agent = GrpcNodeAgent.mtls(config.agent.addressTemplate, config.agent.tlsDir);
-if (config.activatorUrls.length === 0) log.warn('KYBERNATE_ACTIVATOR_URLS is empty: activity is unknown, so no workload is suspended for idleness');
+const activators = config.activatorPods ? new ActivatorDirectory(kube, config.activatorPods, log) : undefined;
+const activatorUrls = () => [...config.activatorUrls, ...(activators?.urls() ?? [])];
+if (!activators && config.activatorUrls.length === 0) {
+  log.warn('neither KYBERNATE_ACTIVATOR_PODS nor KYBERNATE_ACTIVATOR_URLS is set: activity is unknown, so no workload is suspended for idleness');
+}
 
 const work = kybernateControllers(
   {
@@ -24,7 +29,7 @@ const work = kybernateControllers(
     activityPollIntervalMs: config.activityPollIntervalMs,
     operationTimeoutMs: config.operationTimeoutMs,
   },
-  { agent, activity: new HttpActivitySource(() => config.activatorUrls, config.activityTimeoutMs, log), log },
+  { agent, activity: new HttpActivitySource(activatorUrls, config.activityTimeoutMs, log), log },
 );
 const elector = config.leaderElection.enabled ? new LeaderElector(kube, { ...config.leaderElection, identity: config.identity }, log) : undefined;
 const manager = new Manager(kube, work, log, elector);
@@ -37,8 +42,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 log.info({ identity: config.identity, namespace: config.watchNamespace ?? '(all)', leaderElection: config.leaderElection.enabled }, 'controller starting');
-manager
-  .run(shutdown.signal)
+Promise.all([manager.run(shutdown.signal), activators?.run(shutdown.signal)])
   .then(() => {
     agent.close();
     log.info('controller stopped');

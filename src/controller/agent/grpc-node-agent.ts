@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../../agent/client.ts';
+import { KybernateError } from '../../lib/errors.ts';
 import type { AgentStatus, ArtifactRef, CheckpointArtifact, CheckpointOptions, ContainerRef, NodeAgent, RestoreOutcome, RestoreTarget } from './node-agent.ts';
 
 /** containerd namespace of containers the kubelet creates. */
@@ -18,7 +19,13 @@ export class GrpcNodeAgent implements NodeAgent {
   constructor(private readonly connect: (node: string) => AgentClient) {}
 
   static mtls(addressTemplate: string, tlsDir: string): GrpcNodeAgent {
-    const read = (file: string) => readFileSync(join(tlsDir, file));
+    const read = (file: string) => {
+      try {
+        return readFileSync(join(tlsDir, file));
+      } catch (err) {
+        throw new KybernateError('AgentTlsMissing', `mTLS material for the node agents is missing: ${join(tlsDir, file)} (KYBERNATE_AGENT_TLS_DIR)`, { tlsDir, file }, { cause: err });
+      }
+    };
     return new GrpcNodeAgent(
       (node) => new AgentClient({ address: addressTemplate.replaceAll('{node}', node), caPem: read('ca.crt'), certPem: read('tls.crt'), keyPem: read('tls.key') }),
     );

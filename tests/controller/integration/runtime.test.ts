@@ -1,15 +1,15 @@
 import { spawn } from 'node:child_process';
-import type { V1Service } from '@kubernetes/client-node';
+import type { V1Pod, V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KybernateWorkload } from '../../../src/api/index.ts';
 import { getOptional, type KubeClient, type KubeObject } from '../../../src/controller/kube/client.ts';
 import { toMicroTime } from '../../../src/controller/runtime/time.ts';
-import { EVENTS, LEASES, SERVICES, WORKLOADS } from '../../../src/controller/kube/resources.ts';
+import { EVENTS, LEASES, PODS, SERVICES, WORKLOADS } from '../../../src/controller/kube/resources.ts';
 import { Informer } from '../../../src/controller/runtime/informer.ts';
 import { updateStatus } from '../../../src/controller/runtime/status.ts';
 import { createLogger } from '../../../src/lib/log.ts';
 import type { ControlPlane } from '../../harness/kube/index.ts';
-import { ActivityServer, createNamespace, startController, startKube, waitFor, waitForWorkload, workloadManifest } from './env.ts';
+import { ActivityServer, createNamespace, runPod, startController, startKube, waitFor, waitForWorkload, workloadManifest } from './env.ts';
 
 type Event = KubeObject & { reason: string; reportingInstance: string; regarding: { name: string } };
 type Lease = KubeObject & { spec?: { holderIdentity?: string; leaseTransitions?: number } };
@@ -138,7 +138,12 @@ describe('controller runtime against a real kube-apiserver', () => {
     await a.stop();
   });
 
-  it('main.ts wires a working controller: it leads, reconciles, and on SIGTERM releases the lease and exits 0', async () => {
+  it('main.ts wires a working controller: it leads, finds activators by pod, goes Idle, and on SIGTERM releases the lease and exits 0', async () => {
+    const ns = await createNamespace(kube, 'main');
+    // An "activator" pod whose IP and admin port lead to the loopback activity server.
+    const activatorPort = Number(new URL(activity.url).port);
+    await kube.create(PODS, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'activator-0', namespace: ns, labels: { app: 'activator' } }, spec: { containers: [{ name: 'a', image: 'registry.local/activator:1' }] } });
+    await kube.mergePatch(PODS, ns, 'activator-0', { status: { phase: 'Running', podIP: '127.0.0.1' } }, 'status');
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/controller/main.ts'], {
       env: {
         PATH: process.env.PATH,
@@ -146,17 +151,26 @@ describe('controller runtime against a real kube-apiserver', () => {
         KYBERNATE_IDENTITY: 'main-process',
         KYBERNATE_LEASE_NAMESPACE: 'default',
         KYBERNATE_LEASE_NAME: 'main-test',
-        KYBERNATE_ACTIVATOR_URLS: activity.url,
+        KYBERNATE_ACTIVATOR_PODS: `${ns}/app=activator`,
+        KYBERNATE_ACTIVATOR_ADMIN_PORT: String(activatorPort),
+        KYBERNATE_ACTIVITY_POLL_INTERVAL: '300ms',
         KYBERNATE_LOG_LEVEL: 'warn',
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      const ns = await createNamespace(kube, 'main');
-      await kube.create(WORKLOADS, workloadManifest(ns, 'wired'));
+      await kube.create(WORKLOADS, workloadManifest(ns, 'wired', { idleTimeout: '6s' }));
       await waitForWorkload(kube, ns, 'wired', 'Running', undefined, 60_000);
       expect((await kube.get<Lease>(LEASES, 'default', 'main-test')).spec?.holderIdentity).toBe('main-process');
+      // Idle (after half of idleTimeout) needs complete activity, i.e. the discovered activator answered.
+      activity.workloads = [{ namespace: ns, name: 'wired', inFlight: 0, queued: 0, lastRequestTime: null }];
+      const pod = (await kube.list<V1Pod>(PODS, ns, { labelSelector: 'kybernate.io/workload=wired' })).items[0]!;
+      await runPod(kube, ns, pod.metadata!.name!);
+      await waitForWorkload(kube, ns, 'wired', 'Idle', undefined, 30_000);
+      // At idleTimeout it checkpoints through the gRPC agent client, which here has no mTLS material: a clear, final error.
+      const failed = await waitForWorkload(kube, ns, 'wired', 'Failed', undefined, 30_000);
+      expect(failed.status?.message).toContain('mTLS material for the node agents is missing');
     } finally {
       child.kill('SIGTERM');
     }

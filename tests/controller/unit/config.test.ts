@@ -1,4 +1,6 @@
+import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
+import { activatorUrls } from '../../../src/controller/activity/activator-directory.ts';
 import { loadConfig } from '../../../src/controller/config.ts';
 import { InvalidInputError } from '../../../src/lib/errors.ts';
 
@@ -50,5 +52,35 @@ describe('loadConfig', () => {
   ])('rejects %j naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(InvalidInputError);
     expect(() => loadConfig(env)).toThrow(message);
+  });
+});
+
+describe('activator discovery', () => {
+  it('parses KYBERNATE_ACTIVATOR_PODS and the admin port', () => {
+    expect(loadConfig({ KYBERNATE_ACTIVATOR_PODS: 'kybernate-system/app=activator,tier=edge' }).activatorPods).toEqual({
+      namespace: 'kybernate-system',
+      labelSelector: 'app=activator,tier=edge',
+      adminPort: 9090,
+    });
+    expect(loadConfig({ KYBERNATE_ACTIVATOR_PODS: 'ns/app=a', KYBERNATE_ACTIVATOR_ADMIN_PORT: '8081' }).activatorPods?.adminPort).toBe(8081);
+    expect(() => loadConfig({ KYBERNATE_ACTIVATOR_PODS: 'app=activator' })).toThrow('expected "<namespace>/<label selector>"');
+    expect(() => loadConfig({ KYBERNATE_ACTIVATOR_PODS: 'ns/app=a', KYBERNATE_ACTIVATOR_ADMIN_PORT: '0' })).toThrow('not a port number');
+  });
+
+  it('lists every activator pod with an IP that has not finished, ready or not', () => {
+    const pod = (name: string, status: V1Pod['status'], deleting = false): V1Pod => ({ metadata: { name, ...(deleting ? { deletionTimestamp: new Date() } : {}) }, status });
+    const urls = activatorUrls(
+      [
+        pod('b', { phase: 'Running', podIP: '10.0.0.2' }),
+        pod('draining', { phase: 'Running', podIP: '10.0.0.3', conditions: [{ type: 'Ready', status: 'False' }] }),
+        pod('a', { phase: 'Running', podIP: '10.0.0.1' }),
+        pod('v6', { phase: 'Running', podIP: 'fd00::7' }),
+        pod('pending', { phase: 'Pending' }),
+        pod('done', { phase: 'Succeeded', podIP: '10.0.0.9' }),
+        pod('gone', { phase: 'Running', podIP: '10.0.0.8' }, true),
+      ],
+      9090,
+    );
+    expect(urls).toEqual(['http://10.0.0.1:9090', 'http://10.0.0.2:9090', 'http://10.0.0.3:9090', 'http://[fd00::7]:9090']);
   });
 });
