@@ -92,51 +92,42 @@ export interface AgentStatusMessage {
 /** Carries the KybernateError code across gRPC, so that clients get the same typed codes as the agent. */
 export const ERROR_CODE_METADATA = 'kybernate-error-code';
 
-let definition: protoLoader.PackageDefinition | undefined;
+let agentService: grpc.ServiceClientConstructor | undefined;
+
+/** The Agent service of agent.proto: client constructor, and its `service` definition for the server. */
+export function agentClientConstructor(): grpc.ServiceClientConstructor {
+  if (!agentService) {
+    const definition = protoLoader.loadSync(path.join(PROTO_ROOT, 'kybernate/agent/v1/agent.proto'), {
+      keepCase: true,
+      longs: Number,
+      enums: String,
+      defaults: true,
+    });
+    const loaded = grpc.loadPackageDefinition(definition) as unknown as { kybernate: { agent: { v1: { Agent: grpc.ServiceClientConstructor } } } };
+    agentService = loaded.kybernate.agent.v1.Agent;
+  }
+  return agentService;
+}
 
 export function agentServiceDefinition(): grpc.ServiceDefinition {
-  definition ??= protoLoader.loadSync(path.join(PROTO_ROOT, 'kybernate/agent/v1/agent.proto'), {
-    keepCase: true,
-    longs: Number,
-    enums: String,
-    defaults: true,
-  });
-  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-    kybernate: { agent: { v1: { Agent: grpc.ServiceClientConstructor } } };
-  };
-  return loaded.kybernate.agent.v1.Agent.service;
+  return agentClientConstructor().service;
 }
 
-export function agentClientConstructor(): grpc.ServiceClientConstructor {
-  agentServiceDefinition();
-  const loaded = grpc.loadPackageDefinition(definition!) as unknown as {
-    kybernate: { agent: { v1: { Agent: grpc.ServiceClientConstructor } } };
-  };
-  return loaded.kybernate.agent.v1.Agent;
-}
+/** Which gRPC status a Kybernate error code travels as; codes not listed are INTERNAL. */
+const GRPC_STATUS_BY_CODE: Record<string, grpc.status> = {
+  NotFound: grpc.status.NOT_FOUND,
+  InvalidInput: grpc.status.INVALID_ARGUMENT,
+  AlreadyExists: grpc.status.ALREADY_EXISTS,
+  FailedPrecondition: grpc.status.FAILED_PRECONDITION,
+  BaseImageMissing: grpc.status.FAILED_PRECONDITION,
+  PidCollision: grpc.status.FAILED_PRECONDITION,
+  CorruptArtifact: grpc.status.DATA_LOSS,
+  Unavailable: grpc.status.UNAVAILABLE,
+  DeadlineExceeded: grpc.status.DEADLINE_EXCEEDED,
+};
 
-/** Which gRPC status a Kybernate error code travels as. */
 export function grpcStatusFor(code: string): grpc.status {
-  switch (code) {
-    case 'NotFound':
-      return grpc.status.NOT_FOUND;
-    case 'InvalidInput':
-      return grpc.status.INVALID_ARGUMENT;
-    case 'AlreadyExists':
-      return grpc.status.ALREADY_EXISTS;
-    case 'FailedPrecondition':
-    case 'BaseImageMissing':
-    case 'PidCollision':
-      return grpc.status.FAILED_PRECONDITION;
-    case 'CorruptArtifact':
-      return grpc.status.DATA_LOSS;
-    case 'Unavailable':
-      return grpc.status.UNAVAILABLE;
-    case 'DeadlineExceeded':
-      return grpc.status.DEADLINE_EXCEEDED;
-    default:
-      return grpc.status.INTERNAL;
-  }
+  return GRPC_STATUS_BY_CODE[code] ?? grpc.status.INTERNAL;
 }
 
 export function checkpointRequestFromMessage(message: CheckpointRequestMessage): CheckpointRequest & { operationId: string } {

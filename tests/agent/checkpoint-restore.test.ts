@@ -1,56 +1,27 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentClient } from '../../src/agent/client.ts';
-import type { ContainerdClient } from '../../src/agent/containerd/client.ts';
-import type { RunningAgent } from '../../src/agent/start.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { TEST_IMAGE_REF, testImageArgs } from '../harness/containerd/index.ts';
-import { useContainerd } from '../harness/containerd/vitest.ts';
-import {
-  agentDirs,
-  containerdClient,
-  criuDumpsInetSockets,
-  spawnAgentProcess,
-  startTestAgent,
-  stopAgentProcess,
-  type AgentDirs,
-} from './helpers/agent.ts';
+import { agentDirs, criuDumpsInetSockets, spawnAgentProcess, stopAgentProcess, useAgentStack, type AgentFixture } from './helpers/agent.ts';
 import { removeTestContainer, runTestContainer } from './helpers/containers.ts';
 import { counterValues, createNetns, httpGetInNamespace, isConsecutive, leftovers, waitFor, waitForCounter } from './helpers/observe.ts';
 
-const stack = useContainerd();
-
-let dirs: AgentDirs;
-let agent: RunningAgent;
-let client: AgentClient;
-let ctrd: ContainerdClient;
-
-beforeAll(async () => {
-  const { containerd } = stack();
-  dirs = await agentDirs(containerd, 'main');
-  ({ running: agent, client } = await startTestAgent(containerd, dirs));
-  ctrd = containerdClient(containerd);
+const stack = useAgentStack('main');
+let t: AgentFixture;
+beforeAll(() => {
+  t = stack();
 });
 
-afterAll(async () => {
-  client?.close();
-  ctrd?.close();
-  await agent?.stop();
-});
-
-const ns = (): string => stack().containerd.namespace;
-const stateDir = (): string => path.join(stack().containerd.dir, 'state');
-const originalLog = (id: string): string => path.join(dirs.base, `original-${id}.log`);
-const restoredLog = (id: string): string => path.join(dirs.logs, ns(), `${id}.log`);
+const restoredLog = (id: string): string => path.join(t.dirs.logs, t.namespace, `${id}.log`);
 
 async function startCounter(id: string): Promise<number[]> {
-  await runTestContainer(ctrd, { id, image: TEST_IMAGE_REF, args: testImageArgs.counter(), namespace: ns(), logPath: originalLog(id) });
-  return waitForCounter(originalLog(id), 3);
+  await runTestContainer(t.ctrd, { id, image: TEST_IMAGE_REF, args: testImageArgs.counter(), namespace: t.namespace, logPath: t.originalLog(id) });
+  return waitForCounter(t.originalLog(id), 3);
 }
 
 async function checkpoint(containerId: string, leaveRunning: boolean): Promise<string> {
-  const op = await client.checkpointAndWait({ namespace: ns(), containerId, leaveRunning });
+  const op = await t.client.checkpointAndWait({ namespace: t.namespace, containerId, leaveRunning });
   return op.checkpoint_id;
 }
 
@@ -59,78 +30,78 @@ describe('counter: checkpoint, kill, restore continues where it stopped', () => 
     await startCounter('counter-stop');
     const checkpointId = await checkpoint('counter-stop', false);
     // The task was frozen for the dump and killed while frozen: its last number is the checkpointed state.
-    await expect(ctrd.getTask('counter-stop', { namespace: ns() })).rejects.toThrow(/not found/);
-    const before = await counterValues(originalLog('counter-stop'));
-    await removeTestContainer(ctrd, 'counter-stop', ns(), stateDir());
+    await expect(t.ctrd.getTask('counter-stop', { namespace: t.namespace })).rejects.toThrow(/not found/);
+    const before = await counterValues(t.originalLog('counter-stop'));
+    await removeTestContainer(t.ctrd, 'counter-stop', t.namespace, t.stateDir);
 
-    const restore = await client.restoreAndWait({ checkpointId });
+    const restore = await t.client.restoreAndWait({ checkpointId });
     expect(restore).toMatchObject({ state: 'SUCCEEDED', container_id: 'counter-stop', checkpoint_id: checkpointId });
     expect(restore.pid).toBeGreaterThan(0);
     const after = await waitForCounter(restoredLog('counter-stop'), 3);
     expect(after[0]).toBe(before.at(-1)! + 1);
     expect(isConsecutive(after)).toBe(true);
-    await removeTestContainer(ctrd, 'counter-stop', ns(), stateDir());
+    await removeTestContainer(t.ctrd, 'counter-stop', t.namespace, t.stateDir);
   });
 
   it('leaveRunning=true: the original keeps counting and a copy continues from the checkpoint', async () => {
     const before = await startCounter('counter-live');
     const checkpointId = await checkpoint('counter-live', true);
-    const originalAfter = await waitForCounter(originalLog('counter-live'), 2, (await counterValues(originalLog('counter-live'))).length);
+    const originalAfter = await waitForCounter(t.originalLog('counter-live'), 2, (await counterValues(t.originalLog('counter-live'))).length);
     expect(isConsecutive(originalAfter)).toBe(true);
 
-    await client.restoreAndWait({ checkpointId, containerId: 'counter-live-copy' });
+    await t.client.restoreAndWait({ checkpointId, containerId: 'counter-live-copy' });
     const copy = await waitForCounter(restoredLog('counter-live-copy'), 3);
     expect(copy[0]).toBeGreaterThan(before.at(-1)!);
     expect(copy[0]).toBeLessThanOrEqual(originalAfter.at(-1)! + 1);
     expect(isConsecutive(copy)).toBe(true);
-    await removeTestContainer(ctrd, 'counter-live', ns(), stateDir());
-    await removeTestContainer(ctrd, 'counter-live-copy', ns(), stateDir());
+    await removeTestContainer(t.ctrd, 'counter-live', t.namespace, t.stateDir);
+    await removeTestContainer(t.ctrd, 'counter-live-copy', t.namespace, t.stateDir);
   });
 
   it('twice in a row: a restored container is checkpointed and restored again', async () => {
     await startCounter('counter-twice');
     const first = await checkpoint('counter-twice', false);
-    await removeTestContainer(ctrd, 'counter-twice', ns(), stateDir());
-    await client.restoreAndWait({ checkpointId: first });
+    await removeTestContainer(t.ctrd, 'counter-twice', t.namespace, t.stateDir);
+    await t.client.restoreAndWait({ checkpointId: first });
     await waitForCounter(restoredLog('counter-twice'), 3);
 
     const second = await checkpoint('counter-twice', false);
     expect(second).not.toBe(first);
     const beforeSecond = await counterValues(restoredLog('counter-twice'));
-    await removeTestContainer(ctrd, 'counter-twice', ns(), stateDir());
-    await client.restoreAndWait({ checkpointId: second });
+    await removeTestContainer(t.ctrd, 'counter-twice', t.namespace, t.stateDir);
+    await t.client.restoreAndWait({ checkpointId: second });
     // The same log file: the second restore appends after the first restored task's last number.
     const all = await waitForCounter(restoredLog('counter-twice'), 3, beforeSecond.length);
     expect(isConsecutive(all)).toBe(true);
-    await removeTestContainer(ctrd, 'counter-twice', ns(), stateDir());
+    await removeTestContainer(t.ctrd, 'counter-twice', t.namespace, t.stateDir);
   });
 
   it('twice from the same artifact: both copies continue from the same number', async () => {
     await startCounter('counter-src');
     const checkpointId = await checkpoint('counter-src', false);
-    const last = (await counterValues(originalLog('counter-src'))).at(-1)!;
-    await client.restoreAndWait({ checkpointId, containerId: 'counter-a' });
-    await client.restoreAndWait({ checkpointId, containerId: 'counter-b' });
+    const last = (await counterValues(t.originalLog('counter-src'))).at(-1)!;
+    await t.client.restoreAndWait({ checkpointId, containerId: 'counter-a' });
+    await t.client.restoreAndWait({ checkpointId, containerId: 'counter-b' });
     const a = await waitForCounter(restoredLog('counter-a'), 2);
     const b = await waitForCounter(restoredLog('counter-b'), 2);
     expect([a[0], b[0]]).toEqual([last + 1, last + 1]);
     // The artifact is unchanged by the restores (CRIU wrote its stats into the restore's own link dir).
-    await expect(agent.agent.ctx.store.verify(checkpointId)).resolves.toMatchObject({ id: checkpointId });
-    for (const id of ['counter-src', 'counter-a', 'counter-b']) await removeTestContainer(ctrd, id, ns(), stateDir());
+    await expect(t.agent.agent.ctx.store.verify(checkpointId)).resolves.toMatchObject({ id: checkpointId });
+    for (const id of ['counter-src', 'counter-a', 'counter-b']) await removeTestContainer(t.ctrd, id, t.namespace, t.stateDir);
   });
 
   it('after an agent restart: a checkpoint taken by one agent process is restored by the next', async () => {
     const { containerd } = stack();
     const procDirs = await agentDirs(containerd, 'process');
-    await runTestContainer(ctrd, { id: 'counter-restart', image: TEST_IMAGE_REF, args: testImageArgs.counter(), namespace: ns(), logPath: originalLog('counter-restart') });
-    await waitForCounter(originalLog('counter-restart'), 3);
+    await runTestContainer(t.ctrd, { id: 'counter-restart', image: TEST_IMAGE_REF, args: testImageArgs.counter(), namespace: t.namespace, logPath: t.originalLog('counter-restart') });
+    await waitForCounter(t.originalLog('counter-restart'), 3);
 
     const first = await spawnAgentProcess(containerd, procDirs);
-    const op = await first.client.checkpointAndWait({ namespace: ns(), containerId: 'counter-restart', leaveRunning: false, operationId: 'restart-checkpoint' });
+    const op = await first.client.checkpointAndWait({ namespace: t.namespace, containerId: 'counter-restart', leaveRunning: false, operationId: 'restart-checkpoint' });
     first.client.close();
     await stopAgentProcess(first.child);
-    const last = (await counterValues(originalLog('counter-restart'))).at(-1)!;
-    await removeTestContainer(ctrd, 'counter-restart', ns(), stateDir());
+    const last = (await counterValues(t.originalLog('counter-restart'))).at(-1)!;
+    await removeTestContainer(t.ctrd, 'counter-restart', t.namespace, t.stateDir);
 
     const second = await spawnAgentProcess(containerd, procDirs);
     try {
@@ -138,32 +109,32 @@ describe('counter: checkpoint, kill, restore continues where it stopped', () => 
       expect(await second.client.getOperation('restart-checkpoint')).toMatchObject({ state: 'SUCCEEDED', checkpoint_id: op.checkpoint_id });
       expect((await second.client.listCheckpoints()).checkpoints.map((c) => c.id)).toEqual([op.checkpoint_id]);
       await second.client.restoreAndWait({ checkpointId: op.checkpoint_id });
-      const after = await waitForCounter(path.join(procDirs.logs, ns(), 'counter-restart.log'), 3);
+      const after = await waitForCounter(path.join(procDirs.logs, t.namespace, 'counter-restart.log'), 3);
       expect(after[0]).toBe(last + 1);
     } finally {
       second.client.close();
       await stopAgentProcess(second.child);
-      await removeTestContainer(ctrd, 'counter-restart', ns(), stateDir());
+      await removeTestContainer(t.ctrd, 'counter-restart', t.namespace, t.stateDir);
     }
   });
 
   it('an exported archive imported after the artifact was deleted restores the same state', async () => {
     await startCounter('counter-export');
     const checkpointId = await checkpoint('counter-export', false);
-    const last = (await counterValues(originalLog('counter-export'))).at(-1)!;
-    await removeTestContainer(ctrd, 'counter-export', ns(), stateDir());
-    const archive = path.join(dirs.base, `${checkpointId}.tar`);
-    expect(await client.exportCheckpoint(checkpointId, archive)).toBeGreaterThan(0);
-    await client.deleteCheckpoint(checkpointId);
-    await expect(client.getCheckpoint(checkpointId)).rejects.toMatchObject({ code: 'NotFound' });
-    expect((await client.importCheckpoint(archive)).id).toBe(checkpointId);
-    await client.restoreAndWait({ checkpointId });
+    const last = (await counterValues(t.originalLog('counter-export'))).at(-1)!;
+    await removeTestContainer(t.ctrd, 'counter-export', t.namespace, t.stateDir);
+    const archive = path.join(t.dirs.base, `${checkpointId}.tar`);
+    expect(await t.client.exportCheckpoint(checkpointId, archive)).toBeGreaterThan(0);
+    await t.client.deleteCheckpoint(checkpointId);
+    await expect(t.client.getCheckpoint(checkpointId)).rejects.toMatchObject({ code: 'NotFound' });
+    expect((await t.client.importCheckpoint(archive)).id).toBe(checkpointId);
+    await t.client.restoreAndWait({ checkpointId });
     expect((await waitForCounter(restoredLog('counter-export'), 2))[0]).toBe(last + 1);
-    await removeTestContainer(ctrd, 'counter-export', ns(), stateDir());
+    await removeTestContainer(t.ctrd, 'counter-export', t.namespace, t.stateDir);
   });
 
   it('leaves no lease, snapshot, bundle, mount or temp dir behind', async () => {
-    expect(await leftovers(stack().containerd, dirs, [])).toEqual([]);
+    expect(await leftovers(t.containerd, t.dirs, [])).toEqual([]);
   });
 });
 
@@ -175,31 +146,31 @@ describe('HTTP server restored into another network namespace', () => {
     const podA = await createNetns(`kyb-a-${suffix}`);
     const podB = await createNetns(`kyb-b-${suffix}`);
     try {
-      await runTestContainer(ctrd, { id: 'http', image: TEST_IMAGE_REF, args: testImageArgs.http(8080), namespace: ns(), netnsPath: podA.path, logPath: originalLog('http') });
+      await runTestContainer(t.ctrd, { id: 'http', image: TEST_IMAGE_REF, args: testImageArgs.http(8080), namespace: t.namespace, netnsPath: podA.path, logPath: t.originalLog('http') });
       const token = await waitFor('httpd in netns A', () => httpGetInNamespace(podA.path, 8080));
       expect(token).toMatch(/^kybernate-test http /);
 
       const checkpointId = await checkpoint('http', false);
       expect(await httpGetInNamespace(podA.path, 8080)).toBeUndefined();
-      await removeTestContainer(ctrd, 'http', ns(), stateDir());
-      expect((await client.getCheckpoint(checkpointId)).network_namespace).toBe('path');
+      await removeTestContainer(t.ctrd, 'http', t.namespace, t.stateDir);
+      expect((await t.client.getCheckpoint(checkpointId)).network_namespace).toBe('path');
 
-      const standalone = await client.restore({ checkpointId, containerId: 'http-standalone' });
-      await expect(client.restoreAndWait({ checkpointId, containerId: 'http-standalone', operationId: standalone.id })).rejects.toMatchObject({
+      const standalone = await t.client.restore({ checkpointId, containerId: 'http-standalone' });
+      await expect(t.client.restoreAndWait({ checkpointId, containerId: 'http-standalone', operationId: standalone.id })).rejects.toMatchObject({
         code: 'FailedPrecondition',
       });
 
-      await client.restoreAndWait({ checkpointId, containerId: 'http-restored', target: { netnsPath: podB.path, cgroupParent: '/kybernate-test-pod' } });
+      await t.client.restoreAndWait({ checkpointId, containerId: 'http-restored', target: { netnsPath: podB.path, cgroupParent: '/kybernate-test-pod' } });
       // Same token: the restored process, not a new start (a new httpd would make a new token).
       expect(await waitFor('httpd in netns B', () => httpGetInNamespace(podB.path, 8080))).toBe(token);
       expect(await httpGetInNamespace(podA.path, 8080)).toBeUndefined();
-      const cgroup = await fs.readFile(`/proc/${(await ctrd.getTask('http-restored', { namespace: ns() })).pid}/cgroup`, 'utf8');
+      const cgroup = await fs.readFile(`/proc/${(await t.ctrd.getTask('http-restored', { namespace: t.namespace })).pid}/cgroup`, 'utf8');
       expect(cgroup).toContain('/kybernate-test-pod/http-restored');
-      await removeTestContainer(ctrd, 'http-restored', ns(), stateDir());
-      expect(await leftovers(containerd, dirs, [])).toEqual([]);
+      await removeTestContainer(t.ctrd, 'http-restored', t.namespace, t.stateDir);
+      expect(await leftovers(containerd, t.dirs, [])).toEqual([]);
     } finally {
-      await removeTestContainer(ctrd, 'http', ns(), stateDir());
-      await removeTestContainer(ctrd, 'http-restored', ns(), stateDir());
+      await removeTestContainer(t.ctrd, 'http', t.namespace, t.stateDir);
+      await removeTestContainer(t.ctrd, 'http-restored', t.namespace, t.stateDir);
       await podA.remove();
       await podB.remove();
     }

@@ -7,7 +7,9 @@ import { parseAgentConfig } from '../../../src/agent/config.ts';
 import { ContainerdClient } from '../../../src/agent/containerd/client.ts';
 import { startAgent, type RunningAgent } from '../../../src/agent/start.ts';
 import { createLogger } from '../../../src/lib/log.ts';
+import { afterAll, beforeAll } from 'vitest';
 import { stackBinaries, type Containerd } from '../../harness/containerd/index.ts';
+import { useContainerd } from '../../harness/containerd/vitest.ts';
 
 /**
  * Whether the stack's CRIU can dump inet sockets on this kernel. Linux 6.16 restricted SO_PASSCRED and
@@ -80,4 +82,48 @@ export async function stopAgentProcess(child: ChildProcess): Promise<void> {
 
 export function containerdClient(containerd: Containerd): ContainerdClient {
   return new ContainerdClient({ address: containerd.address });
+}
+
+export interface AgentFixture {
+  containerd: Containerd;
+  dirs: AgentDirs;
+  agent: RunningAgent;
+  client: AgentClient;
+  ctrd: ContainerdClient;
+  namespace: string;
+  /** containerd's state dir (runc bundles), for removeTestContainer */
+  stateDir: string;
+  /** where a test container started by the test (not restored by the agent) logs */
+  originalLog: (id: string) => string;
+}
+
+/** The harness's containerd with the test image, and an agent in this process, for the calling test file. */
+export function useAgentStack(name: string): () => AgentFixture {
+  const stack = useContainerd();
+  let fixture: AgentFixture | undefined;
+  beforeAll(async () => {
+    const { containerd } = stack();
+    const dirs = await agentDirs(containerd, name);
+    const { running, client } = await startTestAgent(containerd, dirs);
+    const ctrd = containerdClient(containerd);
+    fixture = {
+      containerd,
+      dirs,
+      agent: running,
+      client,
+      ctrd,
+      namespace: containerd.namespace,
+      stateDir: path.join(containerd.dir, 'state'),
+      originalLog: (id) => path.join(dirs.base, `original-${id}.log`),
+    };
+  });
+  afterAll(async () => {
+    fixture?.client.close();
+    fixture?.ctrd.close();
+    await fixture?.agent.stop();
+  });
+  return () => {
+    if (!fixture) throw new Error('the agent is not started yet: use the getter inside tests or hooks');
+    return fixture;
+  };
 }
