@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
 import { findCondition, type KybernateWorkload } from '../../../src/api/index.ts';
@@ -166,4 +167,28 @@ export async function waitForWorkload(kube: KubeClient, namespace: string, name:
 
 export function isReady(workload: KybernateWorkload): boolean {
   return findCondition(workload.status?.conditions, 'Ready')?.status === 'True';
+}
+
+export interface ControllerEnvironment {
+  plane: ControlPlane;
+  kube: KubeClient;
+  activity: ActivityServer;
+  /** Present when asked for: one leader-elected controller with the in-process test agent. */
+  controller: RunningController;
+}
+
+/** One control plane (and optionally a running controller) for a whole test file; filled in by beforeAll. */
+export function useControllerEnvironment(options: { withController: boolean }): ControllerEnvironment {
+  const env = {} as ControllerEnvironment;
+  beforeAll(async () => {
+    Object.assign(env, await startKube());
+    env.activity = await new ActivityServer().start();
+    if (options.withController) env.controller = startController(env.plane, env.activity);
+  });
+  afterAll(async () => {
+    await env.controller?.stop();
+    await env.activity?.stop();
+    await env.plane?.stop();
+  });
+  return env;
 }
