@@ -215,13 +215,13 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
 /**
  * Kills a frozen task: the signal is queued while frozen and delivered on thaw, before the task runs
  * any more of its own code, so nothing happens after the checkpointed instant. runc thaws when it
- * signals all processes; the explicit resume covers runtimes that do not.
+ * signals all processes; the explicit resume covers runtimes that do not. The stopped task stays, like
+ * the container record, for its owner to delete (as after containerd's own checkpoint with exit).
  */
 async function stopFrozenTask(containerd: ContainerdClient, containerId: string, call: { namespace: string }): Promise<void> {
   await containerd.killTask(containerId, SIGKILL, call);
   await containerd.resumeTask(containerId, call).catch(() => undefined);
   await containerd.waitTask(containerId, { ...call, timeoutMs: 30_000 });
-  await containerd.deleteTask(containerId, call);
 }
 
 /** Runs the undo steps whose condition holds, in order, logging (not throwing) their failures. */

@@ -76,28 +76,36 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
   const call = { namespace };
 
   await timed('preflight', async () => {
-    if (source.image.ref) {
-      const image = await containerd.getImage(source.image.ref, call).catch((err: unknown) => {
+    const checkImage = async (): Promise<void> => {
+      if (!source.image.ref) return;
+      const image = await containerd.getImage(source.image.ref, call).catch((err: unknown): never => {
         if (err instanceof NotFoundError) throw new BaseImageMissingError(`base image ${source.image.ref} is not on this node (namespace ${namespace})`, context);
         throw err;
       });
       if (source.image.digest && image.target?.digest !== source.image.digest) {
         throw new BaseImageMissingError(`base image ${source.image.ref} is ${image.target?.digest}, the checkpoint needs ${source.image.digest}`, context);
       }
-    }
-    if (source.snapshotParent) {
-      await containerd.statSnapshot(source.snapshotter, source.snapshotParent, call).catch((err: unknown) => {
+    };
+    const checkSnapshot = async (): Promise<void> => {
+      if (!source.snapshotParent) return;
+      await containerd.statSnapshot(source.snapshotter, source.snapshotParent, call).catch((err: unknown): never => {
         if (err instanceof NotFoundError) {
           throw new BaseImageMissingError(`base image ${source.image.ref} is not unpacked for snapshotter ${source.snapshotter} (no snapshot ${source.snapshotParent})`, context);
         }
         throw err;
       });
-    }
-    const existing = await containerd.getContainer(containerId, call).catch((err: unknown) => {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    });
-    if (existing) throw new AlreadyExistsError(`container ${containerId} exists already in namespace ${namespace}`, context);
+    };
+    const checkContainerIdFree = async (): Promise<void> => {
+      const existing = await containerd.getContainer(containerId, call).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      });
+      if (existing) throw new AlreadyExistsError(`container ${containerId} exists already in namespace ${namespace}`, context);
+    };
+    // In this order of importance when several fail: the image is the first thing an operator must fix.
+    const results = await Promise.allSettled([checkImage(), checkSnapshot(), checkContainerIdFree()]);
+    const failed = results.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
   });
 
   const artifact = store.artifactPath(manifest.id);
@@ -171,11 +179,25 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
   }
 }
 
-/** Puts the artifact's rootfs diff into the content store (under the restore's lease) and applies it to the new snapshot. */
+/** An uncompressed tar that holds no entry is only its end-of-archive zero blocks. */
+const EMPTY_TAR_MAX_BYTES = 10_240;
+
+async function isEmptyTar(file: string, size: number): Promise<boolean> {
+  if (size > EMPTY_TAR_MAX_BYTES) return false;
+  return (await fs.readFile(file)).every((byte) => byte === 0);
+}
+
+/**
+ * Puts the artifact's rootfs diff into the content store (under the restore's lease) and applies it to
+ * the new snapshot. A diff without entries (the container changed nothing) is skipped: applying it
+ * would mount the snapshot and change nothing.
+ */
 async function applyRootfsDiff(ctx: AgentContext, manifest: CheckpointManifest, artifact: string, mounts: Mount[], lease: { namespace: string; lease: string }): Promise<void> {
   const diffFile = manifest.files.find((file) => file.path === ROOTFS_DIFF_FILE)!;
+  const diffPath = path.join(artifact, ROOTFS_DIFF_FILE);
+  if (await isEmptyTar(diffPath, diffFile.size)) return;
   const digest = `sha256:${diffFile.sha256}`;
-  const chunks = createReadStream(path.join(artifact, ROOTFS_DIFF_FILE), { highWaterMark: 1 << 20 });
+  const chunks = createReadStream(diffPath, { highWaterMark: 1 << 20 });
   await ctx.containerd.writeContent(`kybernate-rootfs-${manifest.id}`, chunks as AsyncIterable<Buffer>, diffFile.size, digest, lease);
   await ctx.containerd.applyDiff({ media_type: ROOTFS_DIFF_MEDIA_TYPE, digest, size: diffFile.size }, mounts, lease);
 }
