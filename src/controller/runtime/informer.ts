@@ -25,6 +25,7 @@ export interface InformerOptions<T> {
 }
 
 const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 200, maxMs: 30_000, factor: 2 };
+const QUICK_WATCH_END_MS = 1_000;
 
 /**
  * List+watch of one resource type into an IndexedCache, like client-go's reflector: list (paged) once,
@@ -65,7 +66,10 @@ export class Informer<T extends KubeObject> {
     while (!signal.aborted) {
       try {
         if (this.resourceVersion === undefined) await this.relist();
-        await this.watchOnce(signal);
+        const startedAt = Date.now();
+        const events = await this.watchOnce(signal);
+        // A watch the server ends at once with nothing in it would otherwise be retried in a hot loop.
+        if (events === 0 && Date.now() - startedAt < QUICK_WATCH_END_MS && !signal.aborted) throw new Error('watch ended immediately');
         failures = 0;
       } catch (err) {
         if (signal.aborted) break;
@@ -108,9 +112,11 @@ export class Informer<T extends KubeObject> {
     }
   }
 
-  private async watchOnce(signal: AbortSignal): Promise<void> {
+  /** One watch from the current resourceVersion; returns how many events (bookmarks included) it delivered. */
+  private async watchOnce(signal: AbortSignal): Promise<number> {
     const { min, max } = this.options.watchTimeoutSeconds ?? { min: 300, max: 600 };
     const random = this.options.random ?? Math.random;
+    let events = 0;
     await this.kube.watch<T>(
       this.type,
       this.options.namespace,
@@ -119,9 +125,13 @@ export class Informer<T extends KubeObject> {
         labelSelector: this.options.labelSelector,
         timeoutSeconds: Math.round(min + (max - min) * random()),
       },
-      (event) => this.apply(event),
+      (event) => {
+        events += 1;
+        this.apply(event);
+      },
       signal,
     );
+    return events;
   }
 
   private apply(event: WatchEvent<T>): void {
