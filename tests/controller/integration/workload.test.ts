@@ -188,4 +188,17 @@ describe('workload reconciler against a real kube-apiserver', () => {
     await env.kube.mergePatch(WORKLOADS, ns, 'bad', { spec: { suspend: false } });
     await waitForWorkload(env.kube, ns, 'bad', 'Running');
   });
+
+  it('a failed restore marks the workload Failed (RestoreFailed) with a Warning event', async () => {
+    const ns = await createNamespace(env.kube, 'restorefail');
+    await startServing(ns, 'wake');
+    await env.kube.mergePatch(WORKLOADS, ns, 'wake', { spec: { suspend: true } });
+    await waitForWorkload(env.kube, ns, 'wake', 'Suspended');
+    env.controller.agent.failNext.restore = 'criu restore: pid 1 of the checkpoint is in use';
+    await env.kube.mergePatch(WORKLOADS, ns, 'wake', { spec: { suspend: false } });
+    const failed = await waitForWorkload(env.kube, ns, 'wake', 'Failed');
+    expect(failed.status?.message).toContain('pid 1 of the checkpoint is in use');
+    expect(findCondition(failed.status?.conditions, 'Ready')).toMatchObject({ status: 'False', reason: 'RestoreFailed' });
+    await eventsInclude(ns, 'wake', ['RestoreFailed']);
+  });
 });
