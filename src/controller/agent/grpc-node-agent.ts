@@ -16,7 +16,11 @@ const KUBELET_CONTAINERD_NAMESPACE = 'k8s.io';
 export class GrpcNodeAgent implements NodeAgent {
   private readonly clients = new Map<string, AgentClient>();
 
-  constructor(private readonly connect: (node: string) => AgentClient) {}
+  /** `containerdNamespace`: where the kubelet's containers are (`k8s.io`); tests run their own. */
+  constructor(
+    private readonly connect: (node: string) => AgentClient,
+    private readonly containerdNamespace = KUBELET_CONTAINERD_NAMESPACE,
+  ) {}
 
   static mtls(addressTemplate: string, tlsDir: string): GrpcNodeAgent {
     const read = (file: string) => {
@@ -35,7 +39,7 @@ export class GrpcNodeAgent implements NodeAgent {
     const client = this.client(container.node);
     const operation = await client.checkpointAndWait({
       operationId: options.operationId,
-      namespace: KUBELET_CONTAINERD_NAMESPACE,
+      namespace: this.containerdNamespace,
       containerId: container.containerId,
       leaveRunning: options.leaveRunning,
       checkpointId: options.checkpointId,

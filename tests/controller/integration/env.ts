@@ -9,6 +9,7 @@ import { parse } from 'yaml';
 import { KIND_DEFINITIONS } from '../../../src/api/crd.ts';
 import type { WorkloadActivityEntry } from '../../../src/controller/activity/activity-source.ts';
 import { HttpActivitySource } from '../../../src/controller/activity/activity-source.ts';
+import type { NodeAgent } from '../../../src/controller/agent/node-agent.ts';
 import { kybernateControllers } from '../../../src/controller/controllers.ts';
 import { HttpKubeClient, type KubeClient, type KubeObject } from '../../../src/controller/kube/client.ts';
 import { kubeconfigConnection } from '../../../src/controller/kube/kubeconfig.ts';
@@ -81,15 +82,17 @@ export class ActivityServer {
   }
 }
 
-export interface RunningController {
+export interface RunningController<A extends NodeAgent = InProcessTestNodeAgent> {
   identity: string;
-  agent: InProcessTestNodeAgent;
+  agent: A;
   elector: LeaderElector;
   /** Graceful shutdown: in-flight reconciles finish, the lease is released. */
   stop(): Promise<void>;
 }
 
-export function startController(plane: ControlPlane, activity: ActivityServer, identity = 'controller-a', agent = new InProcessTestNodeAgent()): RunningController {
+export function startController(plane: ControlPlane, activity: ActivityServer, identity?: string): RunningController;
+export function startController<A extends NodeAgent>(plane: ControlPlane, activity: ActivityServer, identity: string, agent: A): RunningController<A>;
+export function startController(plane: ControlPlane, activity: ActivityServer, identity = 'controller-a', agent: NodeAgent = new InProcessTestNodeAgent()): RunningController<NodeAgent> {
   const log = createLogger('controller').child({ identity });
   const kube = new HttpKubeClient(kubeconfigConnection(plane.kubeconfigPath));
   const elector = new LeaderElector(
