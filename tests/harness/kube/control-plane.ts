@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,6 +12,7 @@ import { ADMIN_USER, generateCertificates, type ControlPlaneCertificates } from 
 import { Daemon } from './daemon.ts';
 import { HarnessError } from './errors.ts';
 import { apiServerArgs, etcdArgs } from './flags.ts';
+import { freePort, startOnFreePort } from './ports.ts';
 
 const runFile = promisify(execFile);
 
@@ -67,7 +67,6 @@ export interface ControlPlane {
 
 const DEFAULT_START_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 10_000;
-const PORT_ATTEMPTS = 3;
 
 /** Starts etcd and kube-apiserver on free loopback ports in a fresh temp dir (like kubebuilder's envtest). */
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
@@ -157,7 +156,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   }
 }
 
-async function startEtcd(binary: string, rootDir: string, clientPort: number, timeoutMs: number, log: Logger) {
+/** etcd on `clientPort` (and a free peer port), data and log in `rootDir`; resolves once healthy. */
+export async function startEtcd(binary: string, rootDir: string, clientPort: number, timeoutMs: number, log: Logger) {
   const spec = {
     name: 'etcd',
     binary,
@@ -167,32 +167,6 @@ async function startEtcd(binary: string, rootDir: string, clientPort: number, ti
   const url = `http://127.0.0.1:${clientPort}`;
   const daemon = await Daemon.startReady(spec, log, () => etcdHealthy(url), { timeoutMs, what: `healthy at ${url}` });
   return { daemon, url };
-}
-
-/**
- * A free port can be taken by another process between our probe and the daemon's bind (other test
- * runs share this machine): retry with a new port when the daemon says so.
- */
-async function startOnFreePort<T>(start: (port: number) => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await start(await freePort());
-    } catch (err) {
-      const portTaken = err instanceof HarnessError && /address already in use/.test(String(err.context.logTail));
-      if (!portTaken || attempt === PORT_ATTEMPTS) throw err;
-    }
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 async function etcdHealthy(url: string): Promise<boolean> {

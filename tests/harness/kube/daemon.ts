@@ -82,7 +82,8 @@ export class Daemon {
       if (this.exitStatus !== undefined) {
         throw await this.failure(`${this.spec.name} exited (${this.exitStatus}) before ${options.what}`);
       }
-      if (await probe().catch(() => false)) return;
+      // A probe that hangs (a port taken by a silent process) must not hide that the daemon died.
+      if (await Promise.race([probe().catch(() => false), this.exit.then(() => false)])) return;
       if (Date.now() > deadline) {
         throw await this.failure(`${this.spec.name} not ${options.what} within ${options.timeoutMs} ms`);
       }
