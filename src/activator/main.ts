@@ -2,8 +2,8 @@
  * The activator process: reads its settings from the environment (docs/activator.md), starts the
  * workload source, the data-path server and the admin server, and drains on SIGTERM/SIGINT.
  */
-import { HttpKubeClient } from '../controller/kube/client.ts';
-import { loadKubeConnection } from '../controller/kube/kubeconfig.ts';
+import { HttpKubeClient } from '../lib/kube/client.ts';
+import { loadKubeConnection } from '../lib/kube/kubeconfig.ts';
 import { createLogger } from '../lib/log.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { Activator } from './activator.ts';

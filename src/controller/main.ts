@@ -5,8 +5,8 @@ import { HttpActivitySource } from './activity/activity-source.ts';
 import { GrpcNodeAgent } from './agent/grpc-node-agent.ts';
 import { loadConfig } from './config.ts';
 import { kybernateControllers } from './controllers.ts';
-import { HttpKubeClient } from './kube/client.ts';
-import { loadKubeConnection } from './kube/kubeconfig.ts';
+import { HttpKubeClient } from '../lib/kube/client.ts';
+import { loadKubeConnection } from '../lib/kube/kubeconfig.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { Manager } from './runtime/manager.ts';
 

@@ -15,9 +15,9 @@ import { ACTIVATION_REQUESTED_AT_ANNOTATION, WORKLOAD_LABEL, type KybernateWorkl
 import { Activator } from '../../src/activator/activator.ts';
 import { DEFAULT_PROBE_RULES } from '../../src/activator/probes.ts';
 import { KubeActivationTrigger, KubeWorkloadSource } from '../../src/activator/sources/kube-source.ts';
-import { HttpKubeClient, type KubeClient, type KubeObject } from '../../src/controller/kube/client.ts';
-import { kubeconfigConnection } from '../../src/controller/kube/kubeconfig.ts';
-import { PODS, WORKLOADS, type ResourceType } from '../../src/controller/kube/resources.ts';
+import { HttpKubeClient, type KubeClient, type KubeObject } from '../../src/lib/kube/client.ts';
+import { kubeconfigConnection } from '../../src/lib/kube/kubeconfig.ts';
+import { PODS, WORKLOADS, type ResourceType } from '../../src/lib/kube/resources.ts';
 import { createLogger } from '../../src/lib/log.ts';
 import { startControlPlane, type ControlPlane } from '../harness/kube/index.ts';
 import { startBackend, waitFor, type Backend } from './harness.ts';

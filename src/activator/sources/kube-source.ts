@@ -1,8 +1,8 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { ACTIVATION_REQUESTED_AT_ANNOTATION, WORKLOAD_LABEL, type KybernateWorkload } from '../../api/index.ts';
-import type { KubeClient } from '../../controller/kube/client.ts';
-import { PODS, WORKLOADS } from '../../controller/kube/resources.ts';
-import { Informer } from '../../controller/runtime/informer.ts';
+import type { KubeClient } from '../../lib/kube/client.ts';
+import { PODS, WORKLOADS } from '../../lib/kube/resources.ts';
+import { Informer } from '../../lib/kube/informer.ts';
 import { UnavailableError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { ActivationTrigger, Workload, WorkloadSource } from '../types.ts';

@@ -1,8 +1,8 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.ts';
-import type { KubeClient } from '../kube/client.ts';
-import { PODS } from '../kube/resources.ts';
-import { Informer } from '../runtime/informer.ts';
+import type { KubeClient } from '../../lib/kube/client.ts';
+import { PODS } from '../../lib/kube/resources.ts';
+import { Informer } from '../../lib/kube/informer.ts';
 import type { Runnable } from '../runtime/manager.ts';
 
 export interface ActivatorPods {

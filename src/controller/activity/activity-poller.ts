@@ -1,7 +1,7 @@
 import type { Logger } from '../../lib/log.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Runnable } from '../runtime/manager.ts';
-import { sleep } from '../runtime/scheduler.ts';
+import { sleep } from '../../lib/scheduler.ts';
 import type { ActivityReport, ActivitySource } from './activity-source.ts';
 
 /**

@@ -1,8 +1,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import { setCondition, toKubeTime, type Condition, type OperationPhase } from '../../api/index.ts';
 import { KybernateError, errorMessage } from '../../lib/errors.ts';
-import type { KubeObject } from '../kube/client.ts';
-import type { ResourceType } from '../kube/resources.ts';
+import type { KubeObject } from '../../lib/kube/client.ts';
+import type { ResourceType } from '../../lib/kube/resources.ts';
 import { updateStatus } from '../runtime/status.ts';
 import type { ReconcilerDeps } from './deps.ts';
 

@@ -1,9 +1,9 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { KybernateCheckpoint, KybernateRestore, KybernateRestoreStatus } from '../../api/index.ts';
 import { checkpointIdFor } from '../agent/node-agent.ts';
-import { getOptional } from '../kube/client.ts';
-import { PODS, RESTORES } from '../kube/resources.ts';
-import type { IndexedCache } from '../runtime/cache.ts';
+import { getOptional } from '../../lib/kube/client.ts';
+import { PODS, RESTORES } from '../../lib/kube/resources.ts';
+import type { IndexedCache } from '../../lib/kube/cache.ts';
 import type { ReconcileRequest, ReconcileResult, Reconciler } from '../runtime/controller.ts';
 import type { ReconcilerDeps } from './deps.ts';
 import { failureMessage, isTransient, OperationRecorder } from './operation-status.ts';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { V1OwnerReference, V1Pod, V1Service } from '@kubernetes/client-node';
 import { API_GROUP, WORKLOAD_LABEL, type KybernateCheckpoint, type KybernateRestore, type KybernateWorkload } from '../../api/index.ts';
-import { CHECKPOINTS, PODS, RESTORES, SERVICES } from '../kube/resources.ts';
+import { CHECKPOINTS, PODS, RESTORES, SERVICES } from '../../lib/kube/resources.ts';
 
 /**
  * Tells the restore path (the agent's runtime shim) which KybernateCheckpoint a new pod is restored from.

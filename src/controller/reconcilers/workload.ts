@@ -15,10 +15,10 @@ import {
 import { parseDuration } from '../../lib/duration.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { ActivityReport } from '../activity/activity-source.ts';
-import { isAlreadyExists, isNotFound, type KubeObject } from '../kube/client.ts';
-import { CHECKPOINTS, PODS, RESTORES, SERVICES, WORKLOADS, type ResourceType } from '../kube/resources.ts';
+import { isAlreadyExists, isNotFound, type KubeObject } from '../../lib/kube/client.ts';
+import { CHECKPOINTS, PODS, RESTORES, SERVICES, WORKLOADS, type ResourceType } from '../../lib/kube/resources.ts';
 import { decideIdleAction, type IdleDecision, type SuspendReason } from '../policy/idle-policy.ts';
-import type { IndexedCache } from '../runtime/cache.ts';
+import type { IndexedCache } from '../../lib/kube/cache.ts';
 import type { ReconcileRequest, ReconcileResult, Reconciler } from '../runtime/controller.ts';
 import { updateStatus } from '../runtime/status.ts';
 import { parseKubeTime } from '../runtime/time.ts';

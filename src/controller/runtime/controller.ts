@@ -1,8 +1,8 @@
 import type { Logger } from '../../lib/log.ts';
 import { errorMessage, KybernateError } from '../../lib/errors.ts';
-import type { KubeObject } from '../kube/client.ts';
-import { objectKey, splitKey } from './cache.ts';
-import type { Informer } from './informer.ts';
+import type { KubeObject } from '../../lib/kube/client.ts';
+import { objectKey, splitKey } from '../../lib/kube/cache.ts';
+import type { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue, DEFAULT_WORKQUEUE_OPTIONS, type WorkQueueOptions } from './workqueue.ts';
 
 export interface ReconcileRequest {

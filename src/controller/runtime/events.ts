@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../lib/log.ts';
 import { errorMessage } from '../../lib/errors.ts';
-import type { KubeClient, KubeObject } from '../kube/client.ts';
-import { EVENTS } from '../kube/resources.ts';
+import type { KubeClient, KubeObject } from '../../lib/kube/client.ts';
+import { EVENTS } from '../../lib/kube/resources.ts';
 import { toMicroTime } from './time.ts';
 
 export type EventType = 'Normal' | 'Warning';

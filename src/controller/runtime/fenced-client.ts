@@ -1,5 +1,5 @@
 import { KybernateError } from '../../lib/errors.ts';
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../../lib/kube/client.ts';
 
 /** A write attempted after this instance lost leadership. */
 export class NotLeaderError extends KybernateError {

@@ -1,5 +1,5 @@
-import type { KubeClient, KubeObject } from '../kube/client.ts';
-import type { ResourceType } from '../kube/resources.ts';
+import type { KubeClient, KubeObject } from '../../lib/kube/client.ts';
+import type { ResourceType } from '../../lib/kube/resources.ts';
 
 export function hasFinalizer(object: KubeObject, finalizer: string): boolean {
   return object.metadata?.finalizers?.includes(finalizer) ?? false;

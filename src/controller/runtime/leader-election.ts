@@ -1,9 +1,9 @@
 import type { Logger } from '../../lib/log.ts';
 import { errorMessage } from '../../lib/errors.ts';
-import { getOptional, isAlreadyExists, isConflict, type KubeClient, type KubeObject } from '../kube/client.ts';
-import { LEASES } from '../kube/resources.ts';
+import { getOptional, isAlreadyExists, isConflict, type KubeClient, type KubeObject } from '../../lib/kube/client.ts';
+import { LEASES } from '../../lib/kube/resources.ts';
 import { decideLease, mustStepDown, releasedLease, sameLease, type LeaseObservation, type LeaseSpec } from './leader-decision.ts';
-import { sleep } from './scheduler.ts';
+import { sleep } from '../../lib/scheduler.ts';
 import { toMicroTime } from './time.ts';
 
 export interface LeaderElectionConfig {

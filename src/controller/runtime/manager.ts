@@ -1,5 +1,5 @@
 import type { Logger } from '../../lib/log.ts';
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../../lib/kube/client.ts';
 import { fencedClient } from './fenced-client.ts';
 import type { LeaderElector } from './leader-election.ts';
 

@@ -1,6 +1,6 @@
 import { KybernateError } from '../../lib/errors.ts';
-import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../kube/client.ts';
-import type { ResourceType } from '../kube/resources.ts';
+import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../../lib/kube/client.ts';
+import type { ResourceType } from '../../lib/kube/resources.ts';
 
 type WithStatus<S> = KubeObject & { status?: S };
 

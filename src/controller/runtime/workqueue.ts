@@ -1,5 +1,5 @@
-import { backoffDelay, TokenBucket, type BackoffPolicy } from './backoff.ts';
-import { realScheduler, type Scheduler } from './scheduler.ts';
+import { backoffDelay, TokenBucket, type BackoffPolicy } from '../../lib/backoff.ts';
+import { realScheduler, type Scheduler } from '../../lib/scheduler.ts';
 
 export interface WorkQueueOptions {
   /** Per-key retry backoff after failed reconciles. */

@@ -11,9 +11,9 @@ import type { WorkloadActivityEntry } from '../../../src/controller/activity/act
 import { HttpActivitySource } from '../../../src/controller/activity/activity-source.ts';
 import type { NodeAgent } from '../../../src/controller/agent/node-agent.ts';
 import { kybernateControllers } from '../../../src/controller/controllers.ts';
-import { HttpKubeClient, type KubeClient, type KubeObject } from '../../../src/controller/kube/client.ts';
-import { kubeconfigConnection } from '../../../src/controller/kube/kubeconfig.ts';
-import { PODS, WORKLOADS, type ResourceType } from '../../../src/controller/kube/resources.ts';
+import { HttpKubeClient, type KubeClient, type KubeObject } from '../../../src/lib/kube/client.ts';
+import { kubeconfigConnection } from '../../../src/lib/kube/kubeconfig.ts';
+import { PODS, WORKLOADS, type ResourceType } from '../../../src/lib/kube/resources.ts';
 import { LeaderElector } from '../../../src/controller/runtime/leader-election.ts';
 import { Manager } from '../../../src/controller/runtime/manager.ts';
 import { createLogger } from '../../../src/lib/log.ts';

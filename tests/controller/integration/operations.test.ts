@@ -1,8 +1,8 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Condition, KybernateCheckpoint, KybernateRestore } from '../../../src/api/index.ts';
-import { getOptional, type KubeObject } from '../../../src/controller/kube/client.ts';
-import { CHECKPOINTS, EVENTS, PODS, RESTORES } from '../../../src/controller/kube/resources.ts';
+import { getOptional, type KubeObject } from '../../../src/lib/kube/client.ts';
+import { CHECKPOINTS, EVENTS, PODS, RESTORES } from '../../../src/lib/kube/resources.ts';
 import { createNamespace, runPod, useControllerEnvironment, waitFor } from './env.ts';
 
 type Event = KubeObject & { reason: string; type: string; regarding: { name: string } };

@@ -2,8 +2,8 @@ import type { V1Pod, V1Service } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { KybernateCheckpoint, KybernateRestore, KybernateWorkload } from '../../../src/api/index.ts';
 import { findCondition } from '../../../src/api/index.ts';
-import { getOptional, type KubeObject } from '../../../src/controller/kube/client.ts';
-import { CHECKPOINTS, EVENTS, PODS, RESTORES, SERVICES, WORKLOADS } from '../../../src/controller/kube/resources.ts';
+import { getOptional, type KubeObject } from '../../../src/lib/kube/client.ts';
+import { CHECKPOINTS, EVENTS, PODS, RESTORES, SERVICES, WORKLOADS } from '../../../src/lib/kube/resources.ts';
 import { RESTORE_FROM_ANNOTATION } from '../../../src/controller/reconcilers/workload-objects.ts';
 import { createNamespace, isReady, runPod, useControllerEnvironment, waitFor, waitForWorkload, workloadManifest } from './env.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { KubeClient } from '../../../src/controller/kube/client.ts';
-import { WORKLOADS } from '../../../src/controller/kube/resources.ts';
+import type { KubeClient } from '../../../src/lib/kube/client.ts';
+import { WORKLOADS } from '../../../src/lib/kube/resources.ts';
 import { Controller, controllerOwnerKey, type ReconcileRequest } from '../../../src/controller/runtime/controller.ts';
 import { fencedClient, NotLeaderError } from '../../../src/controller/runtime/fenced-client.ts';
 import { createLogger } from '../../../src/lib/log.ts';

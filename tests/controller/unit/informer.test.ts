@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { KubeApiError, type KubeClient, type KubeList, type KubeObject, type WatchEvent } from '../../../src/controller/kube/client.ts';
-import { WORKLOADS } from '../../../src/controller/kube/resources.ts';
-import { Informer } from '../../../src/controller/runtime/informer.ts';
+import { KubeApiError, type KubeClient, type KubeList, type KubeObject, type WatchEvent } from '../../../src/lib/kube/client.ts';
+import { WORKLOADS } from '../../../src/lib/kube/resources.ts';
+import { Informer } from '../../../src/lib/kube/informer.ts';
 import { UnavailableError } from '../../../src/lib/errors.ts';
 import { createLogger } from '../../../src/lib/log.ts';
 

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { inClusterConnection, parseKubeconfig } from '../../../src/controller/kube/kubeconfig.ts';
+import { inClusterConnection, parseKubeconfig } from '../../../src/lib/kube/kubeconfig.ts';
 import { InvalidInputError } from '../../../src/lib/errors.ts';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');

@@ -1,4 +1,4 @@
-import type { Scheduler } from '../../../src/controller/runtime/scheduler.ts';
+import type { Scheduler } from '../../../src/lib/scheduler.ts';
 
 /** A clock that only moves when the test says so; timers fire in due order. */
 export class ManualScheduler implements Scheduler {

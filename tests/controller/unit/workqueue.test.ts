@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { WorkQueue, type WorkQueueOptions } from '../../../src/controller/runtime/workqueue.ts';
-import { backoffDelay, TokenBucket, withJitter } from '../../../src/controller/runtime/backoff.ts';
+import { backoffDelay, TokenBucket, withJitter } from '../../../src/lib/backoff.ts';
 import { ManualScheduler } from './manual-scheduler.ts';
 
 function newQueue(overrides: Partial<WorkQueueOptions> = {}) {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parse } from 'yaml';
-import { InvalidInputError } from '../../lib/errors.ts';
+import { InvalidInputError } from '../errors.ts';
 
 /**
  * Where the API server is and how to authenticate: read from a kubeconfig or the in-cluster service

@@ -1,10 +1,10 @@
-import type { Logger } from '../../lib/log.ts';
-import { errorMessage } from '../../lib/errors.ts';
-import { isGone, type KubeClient, type KubeObject, type WatchEvent } from '../kube/client.ts';
-import type { ResourceType } from '../kube/resources.ts';
-import { backoffDelay, withJitter, type BackoffPolicy } from './backoff.ts';
+import type { Logger } from '../log.ts';
+import { errorMessage } from '../errors.ts';
+import { isGone, type KubeClient, type KubeObject, type WatchEvent } from './client.ts';
+import type { ResourceType } from './resources.ts';
+import { backoffDelay, withJitter, type BackoffPolicy } from '../backoff.ts';
 import { IndexedCache, type IndexFunc } from './cache.ts';
-import { sleep } from './scheduler.ts';
+import { sleep } from '../scheduler.ts';
 
 export interface InformerHandlers<T> {
   onAdd?(object: T): void;

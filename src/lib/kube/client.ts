@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { createInterface } from 'node:readline';
 import type { V1ObjectMeta } from '@kubernetes/client-node';
-import { KybernateError, UnavailableError, errorMessage } from '../../lib/errors.ts';
+import { KybernateError, UnavailableError, errorMessage } from '../errors.ts';
 import type { KubeConnection } from './kubeconfig.ts';
 import { resourcePath, type ResourceType } from './resources.ts';
 

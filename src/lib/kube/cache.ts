@@ -1,4 +1,4 @@
-import type { KubeObject } from '../kube/client.ts';
+import type { KubeObject } from './client.ts';
 
 export type IndexFunc<T> = (object: T) => string[];
 
