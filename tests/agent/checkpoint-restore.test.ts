@@ -133,6 +133,36 @@ describe('counter: checkpoint, kill, restore continues where it stopped', () => 
     await removeTestContainer(t.ctrd, 'counter-export', t.namespace, t.stateDir);
   });
 
+  it('restores with a volume mount whose host source moved (target mounts replace the source)', async () => {
+    const volumeA = path.join(t.dirs.base, 'volume-a');
+    const volumeB = path.join(t.dirs.base, 'volume-b');
+    await fs.mkdir(volumeA, { recursive: true });
+    await fs.mkdir(volumeB, { recursive: true });
+    await runTestContainer(t.ctrd, {
+      id: 'counter-volume',
+      image: TEST_IMAGE_REF,
+      args: testImageArgs.counter('/data/numbers'),
+      namespace: t.namespace,
+      logPath: t.originalLog('counter-volume'),
+      binds: [{ destination: '/data', source: volumeA }],
+    });
+    await waitForCounter(t.originalLog('counter-volume'), 3);
+    const checkpointId = await checkpoint('counter-volume', false);
+    await removeTestContainer(t.ctrd, 'counter-volume', t.namespace, t.stateDir);
+    // Volume contents are the operator's to move; CRIU reopens the file by path and checks its size.
+    await fs.copyFile(path.join(volumeA, 'numbers'), path.join(volumeB, 'numbers'));
+    const before = await counterValues(path.join(volumeA, 'numbers'));
+    const last = before.at(-1)!;
+
+    await t.client.restoreAndWait({ checkpointId, containerId: 'counter-volume-moved', target: { mounts: [{ destination: '/data', source: volumeB }] } });
+    const moved = await waitForCounter(path.join(volumeB, 'numbers'), 2, before.length);
+    // The restored task appends to the file in the new source, right after the number it had written.
+    expect(moved[before.length]).toBe(last + 1);
+    expect(isConsecutive(moved)).toBe(true);
+    expect((await counterValues(path.join(volumeA, 'numbers'))).at(-1)).toBe(last);
+    await removeTestContainer(t.ctrd, 'counter-volume-moved', t.namespace, t.stateDir);
+  });
+
   it('leaves no lease, snapshot, bundle, mount or temp dir behind', async () => {
     expect(await leftovers(t.containerd, t.dirs, [])).toEqual([]);
   });

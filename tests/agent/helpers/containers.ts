@@ -40,6 +40,8 @@ export interface TestContainerOptions {
   hostPid?: boolean;
   logPath: string;
   snapshotter?: string;
+  /** host directories bind-mounted read-write (a pod's volumes) */
+  binds?: { destination: string; source: string }[];
 }
 
 export function testSpec(options: TestContainerOptions): Record<string, unknown> {
@@ -68,6 +70,7 @@ export function testSpec(options: TestContainerOptions): Record<string, unknown>
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      ...(options.binds ?? []).map((bind) => ({ ...bind, type: 'bind', options: ['rbind', 'rw'] })),
     ],
     linux: {
       namespaces,
