@@ -9,9 +9,8 @@ import type { ActivationTrigger, Workload, WorkloadSource } from '../types.ts';
 import { activationPatch, translateCluster } from './kube-translate.ts';
 
 /*
- * The API client and informer are the controller's (src/controller/kube, src/controller/runtime):
- * @kubernetes/client-node 2.x does not load on Node 20, and one kube client in the project is enough.
- * They belong in src/lib; until they move there, the activator imports them from the controller.
+ * The API client and informer are the project's own (src/lib/kube), shared with the controller:
+ * @kubernetes/client-node 2.x does not load on Node 20, so it provides only the types.
  */
 
 /**
