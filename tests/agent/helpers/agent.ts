@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,23 +8,8 @@ import { ContainerdClient } from '../../../src/agent/containerd/client.ts';
 import { startAgent, type RunningAgent } from '../../../src/agent/start.ts';
 import { createLogger } from '../../../src/lib/log.ts';
 import { afterAll, beforeAll } from 'vitest';
-import { stackBinaries, type Containerd } from '../../harness/containerd/index.ts';
+import type { Containerd } from '../../harness/containerd/index.ts';
 import { useContainerd } from '../../harness/containerd/vitest.ts';
-
-/**
- * Whether the stack's CRIU can dump inet sockets on this kernel. Linux 6.16 restricted SO_PASSCRED and
- * SO_PASSSEC to unix/netlink sockets and CRIU before 4.2 fails every dump of a TCP socket with
- * "Can't get 1:16 opt: Operation not supported" (checkpoint-restore/criu#2705, fixed in 4.2).
- */
-export function criuDumpsInetSockets(): boolean {
-  try {
-    const version = /Version:\s*(\d+)\.(\d+)/.exec(execFileSync(stackBinaries().criu, ['--version'], { encoding: 'utf8' }));
-    const [major, minor] = [Number(version?.[1]), Number(version?.[2])];
-    return major > 4 || (major === 4 && minor >= 2);
-  } catch {
-    return false;
-  }
-}
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
