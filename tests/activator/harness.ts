@@ -11,6 +11,7 @@ import { DEFAULT_PROBE_RULES, type ProbeRules } from '../../src/activator/probes
 import { StaticWorkloadSource, type StaticConfig } from '../../src/activator/sources/static-source.ts';
 import type { ActivationTrigger } from '../../src/activator/types.ts';
 import { createLogger } from '../../src/lib/log.ts';
+import { waitFor as waitUntil } from '../support/wait.ts';
 
 export interface Backend {
   readonly server: Server;
@@ -98,11 +99,7 @@ export async function startActivator(config: StaticConfig, probes: ProbeRules = 
 
 /** Polls until `check` holds; fails the test with `what` after `timeoutMs`. */
 export async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await waitUntil(what, check, { timeoutMs, intervalMs: 5 });
 }
 
 export function queued(running: RunningActivator, name: string): number {

@@ -22,7 +22,7 @@ import { loadExamples } from '../../src/api/examples.ts';
 import { startControlPlane, type ControlPlane } from '../harness/kube/index.ts';
 import { INVALID_CASES, checkpoint, workload, type ApiObject } from './cases.ts';
 // The generic poll helper lives with the containerd harness; it is not containerd-specific.
-import { waitFor } from '../harness-containerd/helpers.ts';
+import { waitFor } from '../support/wait.ts';
 import { restClient, type RestClient } from './rest.ts';
 
 const REPO_ROOT = resolve(import.meta.dirname, '../..');

@@ -5,6 +5,10 @@ import { promisify } from 'node:util';
 import type { Containerd } from '../../harness/containerd/index.ts';
 import type { AgentDirs } from './agent.ts';
 
+import { waitFor } from '../../support/wait.ts';
+
+export { waitFor };
+
 const run = promisify(execFile);
 
 /** The numbers a counter container printed, in order. */
@@ -15,16 +19,6 @@ export async function counterValues(logPath: string): Promise<number[]> {
     .map((line) => line.trim())
     .filter((line) => /^\d+$/.test(line))
     .map(Number);
-}
-
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** Waits until the counter printed at least `count` values (after `after` values already there). */

@@ -18,24 +18,15 @@ import { LeaderElector } from '../../../src/controller/runtime/leader-election.t
 import { Manager } from '../../../src/controller/runtime/manager.ts';
 import { createLogger } from '../../../src/lib/log.ts';
 import { startControlPlane, type ControlPlane } from '../../harness/kube/index.ts';
+import { waitFor as waitUntil } from '../../support/wait.ts';
 import { InProcessTestNodeAgent } from './test-node-agent.ts';
 
 export const NAMESPACES: ResourceType = { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false };
 const CRDS: ResourceType = { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', plural: 'customresourcedefinitions', namespaced: false };
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`, { cause: lastError });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+/** API reads may fail while the server restarts: keep polling through errors. */
+export function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  return waitUntil(what, probe, { timeoutMs, retryErrors: true });
 }
 
 const CRD_DIR = new URL('../../../deploy/crds/', import.meta.url).pathname;

@@ -12,7 +12,8 @@ import { ADMIN_USER, generateCertificates, type ControlPlaneCertificates } from 
 import { Daemon } from './daemon.ts';
 import { HarnessError } from './errors.ts';
 import { apiServerArgs, etcdArgs } from './flags.ts';
-import { freePort, startOnFreePort } from './ports.ts';
+import { freeLoopbackPort } from '../../support/wait.ts';
+import { startOnFreePort } from './ports.ts';
 
 const runFile = promisify(execFile);
 
@@ -161,7 +162,7 @@ export async function startEtcd(binary: string, rootDir: string, clientPort: num
   const spec = {
     name: 'etcd',
     binary,
-    args: etcdArgs({ dataDir: join(rootDir, 'etcd'), clientPort, peerPort: await freePort() }),
+    args: etcdArgs({ dataDir: join(rootDir, 'etcd'), clientPort, peerPort: await freeLoopbackPort() }),
     logFile: join(rootDir, 'logs', 'etcd.log'),
   };
   const url = `http://127.0.0.1:${clientPort}`;

@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { freeLoopbackPort } from '../../support/wait.ts';
 import { HarnessError } from './errors.ts';
 
 const PORT_ATTEMPTS = 3;
@@ -10,21 +10,10 @@ const PORT_ATTEMPTS = 3;
 export async function startOnFreePort<T>(start: (port: number) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await start(await freePort());
+      return await start(await freeLoopbackPort());
     } catch (err) {
       const portTaken = err instanceof HarnessError && /address already in use/.test(String(err.context.logTail));
       if (!portTaken || attempt === PORT_ATTEMPTS) throw err;
     }
   }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
