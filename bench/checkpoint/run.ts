@@ -79,8 +79,24 @@ async function agentRound(client: AgentClient, ctrd: ContainerdClient, container
   return { checkpoint, restore, steps: { ...stepTimes('checkpoint', op), ...stepTimes('restore', restored) } };
 }
 
+interface RawRound {
+  checkpoint: number;
+  restore: number;
+  /** CRIU's own share: the last timestamp of its dump.log / restore.log (runc logs at level 4, with times). */
+  criuDump: number;
+  criuRestore: number;
+}
+
+/** Seconds since CRIU started, as the last "(SS.ffffff)" line of its log says, in ms. */
+async function criuLogMs(logFile: string): Promise<number> {
+  const stamps = [...(await fs.readFile(logFile, 'utf8')).matchAll(/^\((\d+\.\d+)\)/gm)];
+  const last = stamps.at(-1);
+  if (!last) throw new Error(`${logFile} has no timestamped line`);
+  return Number(last[1]) * 1000;
+}
+
 /** The same CRIU work with the fewest containerd calls: no rootfs diff, checksums, manifest or lease. */
-async function rawRound(ctrd: ContainerdClient, containerd: Containerd, id: string, workDir: string): Promise<{ checkpoint: number; restore: number }> {
+async function rawRound(ctrd: ContainerdClient, containerd: Containerd, id: string, workDir: string): Promise<RawRound> {
   const call = { namespace: containerd.namespace, timeoutMs: 120_000 };
   await startCounter(ctrd, containerd, id);
   const imagePath = path.join(workDir, id, 'image');
@@ -113,9 +129,10 @@ async function rawRound(ctrd: ContainerdClient, containerd: Containerd, id: stri
   await ctrd.createTask({ containerId: id, rootfs: mounts, stdout: `file://${logPath}`, stderr: `file://${logPath}`, options: encodeRestoreTaskOptions(null, imagePath, criuWork) }, call);
   await ctrd.startTask(id, call);
   const restore = performance.now() - t;
+  const [criuDump, criuRestore] = await Promise.all([criuLogMs(path.join(criuWork, 'dump.log')), criuLogMs(path.join(criuWork, 'restore.log'))]);
   await removeTestContainer(ctrd, id, containerd.namespace, path.join(containerd.dir, 'state'));
   await fs.rm(path.join(workDir, id), { recursive: true, force: true });
-  return { checkpoint, restore };
+  return { checkpoint, restore, criuDump, criuRestore };
 }
 
 async function main(): Promise<void> {
@@ -136,7 +153,7 @@ async function main(): Promise<void> {
     await rawRound(ctrd, containerd, 'warm-raw', path.join(base, 'raw'));
 
     const agentRuns: AgentRound[] = [];
-    const rawRuns: { checkpoint: number; restore: number }[] = [];
+    const rawRuns: RawRound[] = [];
     for (let i = 0; i < rounds; i++) {
       agentRuns.push(await agentRound(client, ctrd, containerd, `agent-${i}`));
       rawRuns.push(await rawRound(ctrd, containerd, `raw-${i}`, path.join(base, 'raw')));
@@ -147,6 +164,8 @@ async function main(): Promise<void> {
       restore_ms: round1(median(agentRuns.map((r) => r.restore))),
       raw_checkpoint_ms: round1(median(rawRuns.map((r) => r.checkpoint))),
       raw_restore_ms: round1(median(rawRuns.map((r) => r.restore))),
+      raw_criu_dump_ms: round1(median(rawRuns.map((r) => r.criuDump))),
+      raw_criu_restore_ms: round1(median(rawRuns.map((r) => r.criuRestore))),
       checkpoint_overhead_pct: 0,
       restore_overhead_pct: 0,
       agent_steps_ms: Object.fromEntries(Object.keys(agentRuns[0]!.steps).map((name) => [name, round1(median(agentRuns.map((r) => r.steps[name] ?? 0)))])),
