@@ -5,6 +5,11 @@
 #                   glibc 2.39 >= the 2.38 trixie needs; bookworm's criu 3.17 fails on kernel 6.18)
 #   *.mjs           tests/gpu/run-proof.ts and investigate.ts bundled with esbuild (koffi stays external:
 #                   a native addon)
+#   stack.tar.xz    the container stack scripts/setup/30-containerd.sh built (containerd 1.7.24 + shim +
+#                   ctr: static Go; runc 1.3.7: needs libseccomp.so.2, which Ubuntu 24.04 has) and the
+#                   busybox of the test image; xz -9 single-threaded so ctr/shim share containerd's dictionary
+#   agent/*.mjs     tests/gpu/run-container-proof.ts (the agent, harness and proof) bundled three levels
+#                   deep, so that its import.meta.url-relative paths (proto/, images/) reach the repository
 #   node_modules/   koffi and its linux-x64 prebuilt addon only
 # Downloads and compression are cached under $KYBERNATE_CACHE/gpu; a warm rerun takes seconds.
 set -euo pipefail
@@ -44,11 +49,26 @@ if [ ! -s "$criu_tar" ]; then
 fi
 cp "$criu_tar" "$pack/criu.tar.xz"
 
-for entry in run-proof investigate; do
-  npx esbuild "tests/gpu/$entry.ts" --bundle --platform=node --format=esm --target=node20 \
-    --external:koffi --log-level=warning --outfile="$pack/$entry.mjs" \
+stack_dir="${KYBERNATE_CACHE:-$PWD/.cache}/containerd"
+stack_files=(bin/containerd bin/containerd-shim-runc-v2 bin/ctr bin/runc image/busybox)
+stack_key=$(cd "$stack_dir" && cat "${stack_files[@]}" | sha256sum | cut -c1-16)
+stack_tar="$cache/stack-$stack_key.tar.xz"
+if [ ! -s "$stack_tar" ]; then
+  stack_work=$(mktemp -d)
+  for f in "${stack_files[@]}"; do strip -o "$stack_work/$(basename "$f")" "$stack_dir/$f"; done
+  tar -C "$stack_work" -cf - containerd ctr containerd-shim-runc-v2 runc busybox | xz -9 -T1 > "$stack_tar.tmp" && mv "$stack_tar.tmp" "$stack_tar"
+  rm -rf "$stack_work"
+fi
+cp "$stack_tar" "$pack/stack.tar.xz"
+
+bundle() {
+  npx esbuild "$1" --bundle --platform=node --format=esm --target=node20 \
+    --external:koffi --log-level=warning --outfile="$2" \
     --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
-done
+}
+for entry in run-proof investigate; do bundle "tests/gpu/$entry.ts" "$pack/$entry.mjs"; done
+mkdir -p "$pack/agent"
+bundle tests/gpu/run-container-proof.ts "$pack/agent/run-container-proof.mjs"
 rm -rf "$pack/node_modules"
 mkdir -p "$pack/node_modules/@koromix/koffi-linux-x64"
 cp -a node_modules/koffi "$pack/node_modules/"

@@ -6,6 +6,7 @@ import type { Operation } from './operations/state.ts';
 import type { OciDevice } from './spec.ts';
 import type { RestoreRequest } from './restore.ts';
 import type { CheckpointRequest } from './checkpoint.ts';
+import type { GpuUuidPair } from './cuda/api.ts';
 import type { CheckpointManifest } from './store/manifest.ts';
 
 /** The wire shapes of agent.proto (field names as in the .proto file). */
@@ -15,6 +16,26 @@ export interface CheckpointRequestMessage {
   container_id: string;
   leave_running: boolean;
   checkpoint_id: string;
+  gpu: boolean;
+}
+
+export interface GpuUuidPairMessage {
+  old_uuid: string;
+  new_uuid: string;
+}
+
+export interface SuspendRequestMessage {
+  namespace: string;
+  container_id: string;
+}
+
+export interface ResumeRequestMessage extends SuspendRequestMessage {
+  gpu_pairs: GpuUuidPairMessage[];
+}
+
+export interface SuspendResponseMessage {
+  pids: number[];
+  duration_ms: number;
 }
 
 export interface MountMessage {
@@ -40,6 +61,7 @@ export interface RestoreRequestMessage {
   namespace: string;
   container_id: string;
   target: { netns_path: string; cgroup_parent: string; mounts: MountMessage[]; devices: DeviceMessage[] } | null;
+  gpu_pairs: GpuUuidPairMessage[];
 }
 
 export interface OperationMessage {
@@ -122,6 +144,8 @@ const GRPC_STATUS_BY_CODE: Record<string, grpc.status> = {
   BaseImageMissing: grpc.status.FAILED_PRECONDITION,
   PidCollision: grpc.status.FAILED_PRECONDITION,
   CorruptArtifact: grpc.status.DATA_LOSS,
+  GpuUnavailable: grpc.status.FAILED_PRECONDITION,
+  UnsupportedCudaDriver: grpc.status.FAILED_PRECONDITION,
   Unavailable: grpc.status.UNAVAILABLE,
   DeadlineExceeded: grpc.status.DEADLINE_EXCEEDED,
 };
@@ -137,7 +161,12 @@ export function checkpointRequestFromMessage(message: CheckpointRequestMessage):
     containerId: message.container_id,
     leaveRunning: message.leave_running,
     ...(message.checkpoint_id ? { checkpointId: message.checkpoint_id } : {}),
+    ...(message.gpu ? { gpu: true } : {}),
   };
+}
+
+export function gpuPairsFromMessage(pairs: readonly GpuUuidPairMessage[] | undefined): GpuUuidPair[] {
+  return (pairs ?? []).map((pair) => ({ oldUuid: pair.old_uuid, newUuid: pair.new_uuid }));
 }
 
 export function restoreRequestFromMessage(message: RestoreRequestMessage): RestoreRequest & { operationId: string } {
@@ -159,6 +188,7 @@ export function restoreRequestFromMessage(message: RestoreRequestMessage): Resto
           }
         : {}),
     },
+    ...(message.gpu_pairs?.length ? { gpuPairs: gpuPairsFromMessage(message.gpu_pairs) } : {}),
   };
 }
 

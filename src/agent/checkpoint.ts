@@ -5,6 +5,8 @@ import type { Logger } from '../lib/log.ts';
 import type { ContainerdClient } from './containerd/client.ts';
 import { encodeCheckpointOptions } from './containerd/runc-options.ts';
 import { ContainerdError, FailedPreconditionError } from './errors.ts';
+import { gpuSupportOf, type GpuSupport } from './gpu/support.ts';
+import { checkpointTaskGpu, restoreTaskGpuInPlace, type CheckpointedGpuTask } from './gpu/task-gpu.ts';
 import type { NodeInfo } from './node-info.ts';
 import type { ReportStep } from './operations/registry.ts';
 import { namespaceOrigin, parseSpec } from './spec.ts';
@@ -34,6 +36,8 @@ export interface AgentContext {
   criuTimeoutMs: number;
   /** restored tasks' stdout+stderr go to <logDir>/<namespace>/<container>.log */
   logDir: string;
+  /** the node's GPU driver and GPUs; default: this node's own, loaded on the first GPU request */
+  gpu?: GpuSupport;
 }
 
 export interface CheckpointRequest {
@@ -41,6 +45,8 @@ export interface CheckpointRequest {
   containerId: string;
   leaveRunning: boolean;
   checkpointId?: string;
+  /** checkpoint the CUDA state of the container's processes too (GPU memory freed while CRIU dumps) */
+  gpu?: boolean;
 }
 
 export function validateCheckpointRequest(request: CheckpointRequest): void {
@@ -104,7 +110,7 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
       containerd.statSnapshot(container.snapshotter, container.snapshot_key, call),
       container.image ? containerd.getImage(container.image, call) : undefined,
     ]);
-    return { container, specJson, spec, snapshot, image };
+    return { container, task, specJson, spec, snapshot, image };
   });
   const { container } = inspected;
 
@@ -118,7 +124,17 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
   let viewCreated = false;
   let paused = false;
   let committed = false;
+  let gpuTask: CheckpointedGpuTask | undefined;
+  // true while the container's CUDA processes are checkpointed and nothing else will bring them back
+  let gpuHeld = false;
+  const gpu = gpuSupportOf(ctx);
   try {
+    // Before the freeze: the CUDA lock waits for the processes' running GPU work, which a frozen process never finishes.
+    if (request.gpu) {
+      gpuTask = await timed('gpu-checkpoint', () => checkpointTaskGpu(gpu, inspected.task.pid, log));
+      gpuHeld = true;
+    }
+
     await containerd.createLease(leaseId, new Date(Date.now() + LEASE_TTL_MS), { 'kybernate.io/checkpoint': id }, call);
     leaseCreated = true;
 
@@ -181,6 +197,7 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
           labels: container.labels,
         },
         leaveRunning: request.leaveRunning,
+        ...(gpuTask ? { gpu: gpuTask.record } : {}),
         files,
         timings,
       };
@@ -193,10 +210,13 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
 
     if (request.leaveRunning) {
       await timed('resume', () => containerd.resumeTask(containerId, call));
+      paused = false;
+      if (gpuTask) await timed('gpu-restore', () => restoreTaskGpuInPlace(gpu, gpuTask!.cudaPids, log));
     } else {
       await timed('stop', () => stopFrozenTask(containerd, containerId, call));
     }
     paused = false;
+    gpuHeld = false;
     return manifest;
   } catch (err) {
     if (!committed) log.warn({ err: errorMessage(err) }, 'checkpoint failed; rolling back');
@@ -204,6 +224,7 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
   } finally {
     await rollback(log, [
       ['resume task', paused, () => containerd.resumeTask(containerId, call)],
+      ['restore GPU state', gpuHeld, () => restoreTaskGpuInPlace(gpu, gpuTask!.cudaPids, log)],
       ['remove diff view', viewCreated, () => containerd.removeSnapshot(container.snapshotter, viewKey, call)],
       ['delete lease', leaseCreated, () => containerd.deleteLease(leaseId, call)],
       ['discard staging', !committed, () => store.discardStaging(id)],

@@ -6,7 +6,9 @@ import {
   type AgentStatusMessage,
   type CheckpointMessage,
   type OperationMessage,
+  type SuspendResponseMessage,
 } from './api.ts';
+import type { GpuUuidPair } from './cuda/api.ts';
 import type { OciDevice, OciMount } from './spec.ts';
 
 /** A failed agent call, with the agent's error code (NotFound, CorruptArtifact, ...) and message. */
@@ -35,6 +37,8 @@ export interface ClientCheckpointRequest {
   containerId: string;
   leaveRunning: boolean;
   checkpointId?: string;
+  /** checkpoint the container's CUDA state too (GPU nodes only) */
+  gpu?: boolean;
 }
 
 export interface ClientRestoreRequest {
@@ -43,7 +47,11 @@ export interface ClientRestoreRequest {
   namespace?: string;
   containerId?: string;
   target?: { netnsPath?: string; cgroupParent?: string; mounts?: OciMount[]; devices?: OciDevice[] };
+  gpuPairs?: GpuUuidPair[];
 }
+
+const gpuPairsToMessage = (pairs: GpuUuidPair[] | undefined): { old_uuid: string; new_uuid: string }[] =>
+  (pairs ?? []).map((pair) => ({ old_uuid: pair.oldUuid, new_uuid: pair.newUuid }));
 
 type Callback<T> = (err: grpc.ServiceError | null, response: T) => void;
 type UnaryFn = (request: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, callback: Callback<unknown>) => void;
@@ -86,7 +94,17 @@ export class AgentClient {
       container_id: request.containerId,
       leave_running: request.leaveRunning,
       checkpoint_id: request.checkpointId ?? '',
+      gpu: request.gpu ?? false,
     });
+  }
+
+  /** Release in place of the container's GPU state; resolves when the GPU is free. */
+  suspend(namespace: string, containerId: string, timeoutMs?: number): Promise<SuspendResponseMessage> {
+    return this.call('Suspend', { namespace, container_id: containerId }, timeoutMs);
+  }
+
+  resume(namespace: string, containerId: string, gpuPairs?: GpuUuidPair[], timeoutMs?: number): Promise<SuspendResponseMessage> {
+    return this.call('Resume', { namespace, container_id: containerId, gpu_pairs: gpuPairsToMessage(gpuPairs) }, timeoutMs);
   }
 
   restore(request: ClientRestoreRequest): Promise<OperationMessage> {
@@ -102,6 +120,7 @@ export class AgentClient {
         mounts: (target.mounts ?? []).map((m) => ({ destination: m.destination, source: m.source ?? '', type: m.type ?? '', options: m.options ?? [] })),
         devices: (target.devices ?? []).map((d) => ({ path: d.path, type: d.type, major: d.major, minor: d.minor, file_mode: d.fileMode ?? 0, uid: d.uid ?? 0, gid: d.gid ?? 0 })),
       },
+      gpu_pairs: gpuPairsToMessage(request.gpuPairs),
     });
   }
 

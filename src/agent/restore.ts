@@ -7,12 +7,16 @@ import { ROOTFS_DIFF_MEDIA_TYPE, criuLogErrors, rollback, type AgentContext } fr
 import { encodeRestoreTaskOptions } from './containerd/runc-options.ts';
 import type { Mount } from './containerd/types.ts';
 import { AlreadyExistsError, BaseImageMissingError, ContainerdError, PidCollisionError } from './errors.ts';
+import type { GpuUuidPair } from './cuda/api.ts';
+import { gpuSupportOf } from './gpu/support.ts';
+import { restoreTaskGpu } from './gpu/task-gpu.ts';
 import type { ReportStep } from './operations/registry.ts';
 import { checkRestoreTarget, parseSpec, restoreSpec, type RestoreTarget } from './spec.ts';
 import { ROOTFS_DIFF_FILE, SPEC_FILE, isValidCheckpointId, type CheckpointManifest } from './store/manifest.ts';
 
 export const OCI_SPEC_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
 const LEASE_TTL_MS = 60 * 60 * 1000;
+const SIGKILL = 9;
 /** CRIU's words when a pid it must recreate is taken (clone3 with set_tid, or the older ns_last_pid path). */
 const PID_COLLISION = /Can't fork for \d+|set_tid|Pid \d+ is already taken|File exists/;
 
@@ -22,6 +26,8 @@ export interface RestoreRequest {
   namespace?: string;
   containerId?: string;
   target: RestoreTarget;
+  /** for a GPU checkpoint: old -> new GPU UUIDs; empty = the recorded GPUs, or same-model ones of this node */
+  gpuPairs?: GpuUuidPair[];
 }
 
 export interface RestoreResult {
@@ -165,6 +171,20 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
         throw await explainRestoreFailure(err, path.join(workspace.workPath, 'restore.log'), context);
       }
     });
+    if (manifest.gpu) {
+      const gpuRecord = manifest.gpu;
+      // A restored task whose GPU state cannot come back would stay frozen in CUDA: it is killed, not handed out.
+      const restoreGpuAndVerify = async (): Promise<void> => {
+        await restoreTaskGpu(gpuSupportOf(ctx), pid, gpuRecord, request.gpuPairs ?? [], log);
+        const task = await containerd.getTask(containerId, call);
+        if (task.status !== 'RUNNING') throw new ContainerdError(`restored task of ${containerId} is ${task.status} after the GPU restore`, context);
+      };
+      await timed('gpu-restore', restoreGpuAndVerify).catch(async (err: unknown) => {
+        await containerd.killTask(containerId, SIGKILL, call).catch(() => undefined);
+        await containerd.waitTask(containerId, { ...call, timeoutMs: 30_000 }).catch(() => undefined);
+        throw err;
+      });
+    }
     succeeded = true;
     log.info({ pid, timings, logPath }, 'checkpoint restored');
     return { namespace, containerId, pid, logPath, timings };

@@ -11,11 +11,18 @@ import {
   checkpointToMessage,
   grpcStatusFor,
   operationToMessage,
+  gpuPairsFromMessage,
   restoreRequestFromMessage,
   type CheckpointRequestMessage,
+  type ResumeRequestMessage,
+  type SuspendRequestMessage,
+  type SuspendResponseMessage,
   type RestoreRequestMessage,
 } from './api.ts';
+import { resumeContainer, suspendContainer, type SuspendResult } from './gpu/suspend.ts';
 import { isTerminal, type Operation } from './operations/state.ts';
+
+const suspendResultToMessage = (result: SuspendResult): SuspendResponseMessage => ({ pids: result.pids, duration_ms: result.durationMs });
 
 export const DEFAULT_AGENT_SOCKET = '/run/kybernate/agent.sock';
 
@@ -76,6 +83,12 @@ export function createAgentServer(agent: Agent, log: Logger): grpc.Server {
       if (!path.isAbsolute(req.archive_path)) throw new InvalidInputError(`archive_path must be absolute: "${req.archive_path}"`);
       return checkpointToMessage(await agent.importCheckpoint(req.archive_path));
     }),
+    Suspend: unary(log, 'Suspend', async (req: SuspendRequestMessage) =>
+      suspendResultToMessage(await suspendContainer(agent.ctx, { namespace: req.namespace, containerId: req.container_id })),
+    ),
+    Resume: unary(log, 'Resume', async (req: ResumeRequestMessage) =>
+      suspendResultToMessage(await resumeContainer(agent.ctx, { namespace: req.namespace, containerId: req.container_id, gpuPairs: gpuPairsFromMessage(req.gpu_pairs) })),
+    ),
     GetStatus: unary(log, 'GetStatus', async () => {
       const s = await agent.status();
       return {

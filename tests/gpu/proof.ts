@@ -66,7 +66,7 @@ export interface GpuProofResult {
   agent_container_restore_s: null;
 }
 
-interface WorkloadStatus {
+export interface WorkloadStatus {
   pid: number;
   ready: boolean;
   counter: number;
@@ -76,31 +76,18 @@ interface WorkloadStatus {
 
 export const seconds = (startMs: number): number => Math.round((performance.now() - startMs)) / 1000;
 
-/** A workload.py process serving from `stateDir`; survives CRIU because it talks through files. */
-export class Workload {
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
+/**
+ * Talks to a serving workload.py through its state files (status, checksum requests): the same for a
+ * process this test spawned and for one in a container.
+ */
+export class WorkloadFiles {
   pid = 0;
 
-  constructor(private readonly cfg: ProofConfig, private readonly stateDir: string) {}
+  constructor(protected readonly stateDir: string) {}
 
-  /** Starts it and resolves once its data is on the GPU; returns seconds from spawn to ready. */
-  async start(weights: string): Promise<number> {
-    await rm(this.stateDir, { recursive: true, force: true });
-    await mkdir(this.stateDir, { recursive: true });
-    const logFd = openSync(join(this.stateDir, 'workload.log'), 'a');
-    const started = performance.now();
-    // Own session, stdin /dev/null, output to a file: nothing ties it to this process, so CRIU can dump it alone.
-    const child = spawn(this.cfg.python, [this.cfg.workloadScript, 'serve', weights, this.stateDir], {
-      detached: true,
-      stdio: ['ignore', logFd, logFd],
-    });
-    closeSync(logFd);
-    this.child = child;
-    this.pid = child.pid ?? 0;
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    await this.waitFor((status) => status.ready, 600_000, 'ready');
-    return seconds(started);
+  /** True once the process is known to have exited (waiting for it is then pointless). */
+  protected hasExited(): boolean {
+    return false;
   }
 
   async status(): Promise<WorkloadStatus | undefined> {
@@ -116,7 +103,7 @@ export class Workload {
     while (performance.now() < deadline) {
       const status = await this.status();
       if (status && predicate(status)) return status;
-      if (this.child && this.child.exitCode !== null) break;
+      if (this.hasExited()) break;
       await sleep(20);
     }
     const log = await readFile(join(this.stateDir, 'workload.log'), 'utf8').catch(() => '');
@@ -138,6 +125,39 @@ export class Workload {
       await sleep(20);
     }
     throw new Error(`workload pid ${this.pid} did not answer a checksum request within ${timeoutMs} ms`);
+  }
+}
+
+/** A workload.py process serving from `stateDir`; survives CRIU because it talks through files. */
+export class Workload extends WorkloadFiles {
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(private readonly cfg: ProofConfig, stateDir: string) {
+    super(stateDir);
+  }
+
+  protected override hasExited(): boolean {
+    return this.child !== undefined && this.child.exitCode !== null;
+  }
+
+  /** Starts it and resolves once its data is on the GPU; returns seconds from spawn to ready. */
+  async start(weights: string): Promise<number> {
+    await rm(this.stateDir, { recursive: true, force: true });
+    await mkdir(this.stateDir, { recursive: true });
+    const logFd = openSync(join(this.stateDir, 'workload.log'), 'a');
+    const started = performance.now();
+    // Own session, stdin /dev/null, output to a file: nothing ties it to this process, so CRIU can dump it alone.
+    const child = spawn(this.cfg.python, [this.cfg.workloadScript, 'serve', weights, this.stateDir], {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+    });
+    closeSync(logFd);
+    this.child = child;
+    this.pid = child.pid ?? 0;
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    await this.waitFor((status) => status.ready, 600_000, 'ready');
+    return seconds(started);
   }
 
   /** Waits until the spawned child has exited and been reaped (CRIU needs its pid free). */

@@ -3,7 +3,10 @@
 # unpacks what scripts/gpu/pack.sh put in .device/gpu (node, criu 4.1.1 + its libraries, the bundled
 # proof), checks the tools, then runs the proof for KYBERNATE_GPU_GIB (default 2,16).
 # Usage: tests/gpu/run.sh [OUTPUT_DIR]   (results: OUTPUT_DIR/gpu-results.json, logs beside it)
-# KYBERNATE_GPU_RUN=investigate runs tests/gpu/investigate.ts instead (docs/gpu.md), =both runs both.
+# KYBERNATE_GPU_RUN: a comma list of proof (process level, the default), investigate (docs/gpu.md) and
+# container (the container-level proof through the agent and a private containerd: results in
+# OUTPUT_DIR/gpu-container-results.json, containerd's and the agent's logs beside it); both = proof,investigate.
+# KYBERNATE_GPU_DRY_RUN=1 runs the container mode without a GPU (CPU stand-in workload, no CUDA calls).
 # KYBERNATE_GPU_THP=always|madvise|never sets transparent huge pages for the proof (restored after).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,6 +23,8 @@ with lzma.open(f"{pack}/node.xz") as src, open(f"{runtime}/node", "wb") as dst:
     shutil.copyfileobj(src, dst)
 with tarfile.open(f"{pack}/criu.tar.xz") as tar:
     tar.extractall(f"{runtime}/criu", filter="fully_trusted")
+with tarfile.open(f"{pack}/stack.tar.xz") as tar:
+    tar.extractall(f"{runtime}/stack", filter="fully_trusted")
 PY
 chmod +x "$runtime/node" "$runtime/criu/criu"
 # Trixie's criu needs glibc >= 2.38 (the host's) and libraries the host lacks (carried, found first).
@@ -28,6 +33,15 @@ cat > "$runtime/criu.sh" <<SH
 LD_LIBRARY_PATH=$runtime/criu/lib exec $runtime/criu/criu "\$@"
 SH
 chmod +x "$runtime/criu.sh"
+# The layout the containerd test harness expects under $KYBERNATE_CACHE (tests/harness/containerd/stack.ts).
+stack=$runtime/cache/containerd
+mkdir -p "$stack/bin" "$stack/image"
+for tool in containerd containerd-shim-runc-v2 ctr runc; do mv -f "$runtime/stack/$tool" "$stack/bin/"; done
+mv -f "$runtime/stack/busybox" "$stack/image/"
+# A dry run on the development machine (glibc 2.36, where trixie's criu cannot run) takes the CRIU built there.
+criu_for_runc=$runtime/criu.sh
+"$criu_for_runc" --version >/dev/null 2>&1 || criu_for_runc=${KYBERNATE_CACHE:-$PWD/.cache}/containerd/bin/criu
+cp "$criu_for_runc" "$stack/bin/criu"
 
 {
   echo "== tools"
@@ -37,18 +51,30 @@ chmod +x "$runtime/criu.sh"
   nvidia-smi --query-gpu=name,uuid,driver_version,memory.used,memory.total --format=csv
   grep -E 'MemTotal|MemAvailable' /proc/meminfo
   df -h /var/tmp | tail -1
+  "$stack/bin/containerd" --version
+  "$stack/bin/runc" --version | head -1
+  ldd "$stack/bin/runc" | grep -E 'seccomp|not found'
 } 2>&1 | tee "$out/tools.log"
 
 mode=${KYBERNATE_GPU_RUN:-proof}
+[ "$mode" = both ] && mode=proof,investigate
+runs() { [[ ",$mode," == *",$1,"* ]]; }
 status=0
-if [ "$mode" != investigate ]; then
+if runs container; then
+  echo "== container proof"
+  KYBERNATE_CACHE=$runtime/cache "$runtime/node" "$pack/agent/run-container-proof.mjs" --gib "${KYBERNATE_GPU_GIB:-2,16}" \
+    --out "$out/gpu-container-results.json" --python "$(command -v python3)" --workload tests/gpu/workload.py \
+    ${KYBERNATE_GPU_DRY_RUN:+--dry-run} 2>&1 | tee "$out/container-proof.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+if runs proof; then
   echo "== proof"
   "$runtime/node" "$pack/run-proof.mjs" --gib "${KYBERNATE_GPU_GIB:-2,16}" ${KYBERNATE_GPU_THP:+--thp "$KYBERNATE_GPU_THP"} \
     --out "$out/gpu-results.json" \
     --criu "$runtime/criu.sh" --python python3 --workload tests/gpu/workload.py 2>&1 | tee "$out/proof.log"
-  status=${PIPESTATUS[0]}
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
-if [ "$mode" != proof ]; then
+if runs investigate; then
   echo "== investigation"
   "$runtime/node" "$pack/investigate.mjs" --out "$out/gpu-investigation.json" 2>&1 | tee "$out/investigate.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1

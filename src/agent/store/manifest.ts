@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { CorruptArtifactError } from '../errors.ts';
+import { GpuRecordSchema } from '../gpu/record.ts';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const SPEC_FILE = 'spec.json';
@@ -46,6 +47,8 @@ export const ManifestSchema = Type.Object({
     labels: Type.Record(Type.String(), Type.String()),
   }),
   leaveRunning: Type.Boolean(),
+  /** present when the CUDA state was checkpointed too: a restore must bring it back onto a GPU */
+  gpu: Type.Optional(GpuRecordSchema),
   files: Type.Array(ArtifactFileSchema, { minItems: 1 }),
   /** milliseconds per step of the checkpoint */
   timings: Type.Record(Type.String(), Type.Number({ minimum: 0 })),
