@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { GpuAvailability, GpuInfo } from '../../src/agent/cuda/availability.ts';
 import { CudaSequenceError, GpuUnavailableError } from '../../src/agent/cuda/errors.ts';
-import { containerPids, parseCgroupV2Path } from '../../src/agent/gpu/cgroup.ts';
+import { cgroupDirOf, containerPids, parseCgroupMounts, parseProcCgroup } from '../../src/agent/gpu/cgroup.ts';
 import { gpuPairsFor, gpuRecord, type GpuRecord } from '../../src/agent/gpu/record.ts';
 import { systemGpuSupport, type GpuSupport } from '../../src/agent/gpu/support.ts';
 import { checkpointTaskGpu, restoreTaskGpu, resumeTaskGpu, suspendTaskGpu } from '../../src/agent/gpu/task-gpu.ts';
@@ -79,7 +79,7 @@ describe('gpuPairsFor', () => {
  * A container as the GPU steps see it, in files: a /proc with each process's cgroup, fds and maps, and a
  * cgroup v2 tree with cgroup.procs (the container's cgroup and a child cgroup of a worker).
  */
-function containerFixture(processes: Record<number, { cuda: boolean; cgroup: string }>): { procRoot: string; cgroupRoot: string; dir: string } {
+function containerFixture(processes: Record<number, { cuda: boolean; cgroup: string }>): { procRoot: string; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'kyb-gpu-container-'));
   const procRoot = join(dir, 'proc');
   const cgroupRoot = join(dir, 'cgroup');
@@ -96,18 +96,44 @@ function containerFixture(processes: Record<number, { cuda: boolean; cgroup: str
     mkdirSync(join(cgroupRoot, cgroup), { recursive: true });
     writeFileSync(join(cgroupRoot, cgroup, 'cgroup.procs'), pids.map((p) => `${p}\n`).join(''));
   }
-  return { procRoot, cgroupRoot, dir };
+  mkdirSync(join(procRoot, 'self'), { recursive: true });
+  writeFileSync(join(procRoot, 'self', 'mountinfo'), `40 30 0:37 / ${cgroupRoot} rw,relatime - cgroup2 cgroup2 rw\n`);
+  return { procRoot, dir };
 }
 
-function fakeSupport(driver: FakeCudaDriver, fixture: { procRoot: string; cgroupRoot: string }, gpus: GpuInfo[]): GpuSupport {
+function fakeSupport(driver: FakeCudaDriver, fixture: { procRoot: string }, gpus: GpuInfo[]): GpuSupport {
   return {
     driver: async () => driver,
     availability: async () => availability(gpus),
     lockTimeoutMs: 5_000,
     procRoot: fixture.procRoot,
-    cgroupRoot: fixture.cgroupRoot,
   };
 }
+
+describe('finding a container\'s cgroup', () => {
+  const hybridMounts = parseCgroupMounts(
+    [
+      '30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755',
+      '38 30 0:35 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids',
+      '40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw',
+    ].join('\n'),
+  );
+
+  it('reads the cgroup filesystems of mountinfo', () => {
+    expect(hybridMounts).toEqual([
+      { mountPoint: '/sys/fs/cgroup/pids', version: 1, controllers: ['rw', 'pids'] },
+      { mountPoint: '/sys/fs/cgroup/unified', version: 2, controllers: [] },
+    ]);
+  });
+
+  it('takes the unified cgroup where the process is placed there, else a v1 hierarchy (hybrid hosts)', () => {
+    const v2 = parseProcCgroup('8:pids:/kybernate/ctr\n0::/kybernate/ctr\n');
+    expect(cgroupDirOf(v2, hybridMounts)).toBe('/sys/fs/cgroup/unified/kybernate/ctr');
+    const v1Only = parseProcCgroup('8:pids:/kybernate/ctr\n0::/\n');
+    expect(cgroupDirOf(v1Only, hybridMounts)).toBe('/sys/fs/cgroup/pids/kybernate/ctr');
+    expect(cgroupDirOf(parseProcCgroup('0::/x\n'), [])).toBeNull();
+  });
+});
 
 describe('the container GPU steps (FakeCudaDriver test double, /proc and cgroup fixtures)', () => {
   // 100: the container's init (a shell, no CUDA); 101: the model server; 102: a worker in a child cgroup.
@@ -121,9 +147,7 @@ describe('the container GPU steps (FakeCudaDriver test double, /proc and cgroup 
   const nodeGpus = [gpu('GPU-a', 50, [{ pid: 101, usedBytes: 16 * GiB }, { pid: 102, usedBytes: 2 * GiB }])];
 
   it('finds every process of the container cgroup tree, not only pid 1, and none of other containers', async () => {
-    expect(parseCgroupV2Path('12:cpu:/x\n0::/kybernate/ctr\n')).toBe('/kybernate/ctr');
-    expect(parseCgroupV2Path('12:cpu:/x\n')).toBeNull();
-    await expect(containerPids(100, fixture.procRoot, fixture.cgroupRoot)).resolves.toEqual([100, 101, 102]);
+    await expect(containerPids(100, fixture.procRoot)).resolves.toEqual([100, 101, 102]);
   });
 
   it('checkpoint: locks then checkpoints every CUDA process of the container and records GPU and memory per process', async () => {

@@ -10,9 +10,8 @@ export interface GpuSupport {
   availability(): Promise<GpuAvailability>;
   /** How long to wait for a process's running CUDA work before a checkpoint rolls back. */
   lockTimeoutMs: number;
-  /** /proc and the cgroup v2 root, where the container's processes are found. */
+  /** /proc, where the container's processes and the cgroup mounts are found. */
   procRoot: string;
-  cgroupRoot: string;
 }
 
 export const DEFAULT_GPU_LOCK_TIMEOUT_MS = 10_000;
@@ -35,7 +34,6 @@ export function systemGpuSupport(lockTimeoutMs = DEFAULT_GPU_LOCK_TIMEOUT_MS): G
     availability: () => checkGpuAvailability(),
     lockTimeoutMs,
     procRoot: '/proc',
-    cgroupRoot: '/sys/fs/cgroup',
   };
 }
 

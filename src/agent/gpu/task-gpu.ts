@@ -15,7 +15,7 @@ export interface CheckpointedGpuTask {
 
 async function cudaProcessesOfTask(gpu: GpuSupport, initPid: number, what: string): Promise<number[]> {
   const api = await gpu.driver();
-  const pids = await containerPids(initPid, gpu.procRoot, gpu.cgroupRoot);
+  const pids = await containerPids(initPid, gpu.procRoot);
   const cudaPids = await findCudaProcesses(api, pids, gpu.procRoot);
   if (cudaPids.length === 0) throw new FailedPreconditionError(`${what}: no CUDA process among the container's pids ${pids.join(',')}`, { pid: initPid, pids });
   return cudaPids;
