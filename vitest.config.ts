@@ -10,6 +10,6 @@ export default defineConfig({
     // on this 2-core machine, tests inside a file still run in order.
     fileParallelism: false,
     pool: 'forks',
-    reporters: ['default'],
+    reporters: ['default', './tests/support/summary-reporter.ts'],
   },
 });
