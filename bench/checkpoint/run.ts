@@ -22,8 +22,7 @@ import { startAgent } from '../../src/agent/start.ts';
 import { createLogger } from '../../src/lib/log.ts';
 import { buildTestImage, startContainerd, TEST_IMAGE_REF, testImageArgs, type Containerd } from '../../tests/harness/containerd/index.ts';
 import { containerdClient } from '../../tests/agent/helpers/agent.ts';
-import { imageChainId, removeTestContainer, runTestContainer, testSpec } from '../../tests/agent/helpers/containers.ts';
-import { OCI_SPEC_TYPE_URL } from '../../src/agent/restore.ts';
+import { createContainerWithSnapshot, imageChainId, removeTestContainer, runTestContainer, testSpec } from '../../tests/agent/helpers/containers.ts';
 import { waitForCounter } from '../../tests/agent/helpers/observe.ts';
 
 const quick = process.argv.includes('--quick');
@@ -113,19 +112,7 @@ async function rawRound(ctrd: ContainerdClient, containerd: Containerd, id: stri
   const spec = testSpec({ id, image: TEST_IMAGE_REF, args: COUNTER_ARGS, namespace: containerd.namespace, logPath: '' });
   const logPath = path.join(containerd.dir, `${id}-raw-restored.log`);
   t = performance.now();
-  await ctrd.createContainer(
-    {
-      id,
-      labels: {},
-      image: TEST_IMAGE_REF,
-      runtime: { name: 'io.containerd.runc.v2', options: null },
-      spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
-      snapshotter: 'overlayfs',
-      snapshot_key: id,
-    },
-    call,
-  );
-  const mounts = await ctrd.prepareSnapshot('overlayfs', id, parent, call);
+  const mounts = await createContainerWithSnapshot(ctrd, { id, image: TEST_IMAGE_REF, namespace: containerd.namespace, spec, parent });
   await ctrd.createTask({ containerId: id, rootfs: mounts, stdout: `file://${logPath}`, stderr: `file://${logPath}`, options: encodeRestoreTaskOptions(null, imagePath, criuWork) }, call);
   await ctrd.startTask(id, call);
   const restore = performance.now() - t;

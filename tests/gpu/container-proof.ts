@@ -16,10 +16,9 @@ import { promisify } from 'node:util';
 import { AgentOperationError, type AgentClient } from '../../src/agent/client.ts';
 import type { ContainerdClient } from '../../src/agent/containerd/client.ts';
 import type { GpuInfo } from '../../src/agent/cuda/availability.ts';
-import { OCI_SPEC_TYPE_URL } from '../../src/agent/restore.ts';
 import { KybernateError } from '../../src/lib/errors.ts';
 import type { Logger } from '../../src/lib/log.ts';
-import { imageChainId, removeTestContainer, testSpec } from '../agent/helpers/containers.ts';
+import { createContainerWithSnapshot, removeTestContainer, testSpec } from '../agent/helpers/containers.ts';
 import { TEST_IMAGE_REF } from '../harness/containerd/index.ts';
 import { dropPageCache, ensureWeights, gpuUsedMib, seconds, timed, WorkloadFiles, type ProofConfig } from './proof.ts';
 
@@ -133,19 +132,7 @@ export async function workloadSpec(cfg: ContainerProofConfig, id: string, stateD
 async function startWorkloadContainer(containerd: ContainerdClient, cfg: ContainerProofConfig, id: string, stateDir: string, weights: string): Promise<number> {
   const call = { namespace: cfg.namespace };
   const spec = await workloadSpec(cfg, id, stateDir, weights);
-  await containerd.createContainer(
-    {
-      id,
-      labels: {},
-      image: TEST_IMAGE_REF,
-      runtime: { name: 'io.containerd.runc.v2', options: null },
-      spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
-      snapshotter: 'overlayfs',
-      snapshot_key: id,
-    },
-    call,
-  );
-  const mounts = await containerd.prepareSnapshot('overlayfs', id, await imageChainId(containerd, TEST_IMAGE_REF, cfg.namespace), call);
+  const mounts = await createContainerWithSnapshot(containerd, { id, image: TEST_IMAGE_REF, namespace: cfg.namespace, spec });
   const log = `file://${join(stateDir, 'workload.log')}`;
   await containerd.createTask({ containerId: id, rootfs: mounts, stdout: log, stderr: log }, call);
   return (await containerd.startTask(id, call)).pid;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ContainerdClient } from '../../../src/agent/containerd/client.ts';
+import type { Mount } from '../../../src/agent/containerd/types.ts';
 import { OCI_SPEC_TYPE_URL } from '../../../src/agent/restore.ts';
 
 /**
@@ -82,11 +83,21 @@ export function testSpec(options: TestContainerOptions): Record<string, unknown>
   };
 }
 
-/** Creates and starts a container from an image; returns the task's pid. */
-export async function runTestContainer(client: ContainerdClient, options: TestContainerOptions): Promise<number> {
+export interface ContainerWithSnapshot {
+  readonly id: string;
+  readonly image: string;
+  readonly namespace: string;
+  readonly spec: Record<string, unknown>;
+  readonly snapshotter?: string;
+  /** The image's chain id when the caller already has it (keeps the lookup out of a timed section). */
+  readonly parent?: string;
+}
+
+/** Creates a container and its rootfs snapshot from an image; returns the rootfs mounts for its task. */
+export async function createContainerWithSnapshot(client: ContainerdClient, options: ContainerWithSnapshot): Promise<Mount[]> {
   const call = { namespace: options.namespace };
   const snapshotter = options.snapshotter ?? 'overlayfs';
-  const parent = await imageChainId(client, options.image, options.namespace);
+  const parent = options.parent ?? (await imageChainId(client, options.image, options.namespace));
   // The container first: it makes the snapshot a GC root from the moment it exists (an unreferenced
   // snapshot may be collected by a GC that another delete triggered before the container names it).
   await client.createContainer(
@@ -95,13 +106,19 @@ export async function runTestContainer(client: ContainerdClient, options: TestCo
       labels: {},
       image: options.image,
       runtime: { name: 'io.containerd.runc.v2', options: null },
-      spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(testSpec(options))) },
+      spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(options.spec)) },
       snapshotter,
       snapshot_key: options.id,
     },
     call,
   );
-  const mounts = await client.prepareSnapshot(snapshotter, options.id, parent, call);
+  return client.prepareSnapshot(snapshotter, options.id, parent, call);
+}
+
+/** Creates and starts a container from an image; returns the task's pid. */
+export async function runTestContainer(client: ContainerdClient, options: TestContainerOptions): Promise<number> {
+  const call = { namespace: options.namespace };
+  const mounts = await createContainerWithSnapshot(client, { ...options, spec: testSpec(options) });
   await fs.mkdir(path.dirname(options.logPath), { recursive: true });
   await client.createTask({ containerId: options.id, rootfs: mounts, stdout: `file://${options.logPath}`, stderr: `file://${options.logPath}` }, call);
   return (await client.startTask(options.id, call)).pid;
