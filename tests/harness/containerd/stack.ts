@@ -1,13 +1,9 @@
-import { accessSync, constants } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { HarnessError } from '../kube/errors.ts';
-
-const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
+import { join } from 'node:path';
+import { requireExecutable, setupCacheDir } from '../../support/setup-cache.ts';
 
 /** Where scripts/setup/30-containerd.sh installs the stack: bin/ (daemons and tools) and image/ (busybox). */
 export function stackDir(): string {
-  return join(process.env.KYBERNATE_CACHE ?? join(REPO_ROOT, '.cache'), 'containerd');
+  return setupCacheDir('containerd');
 }
 
 export interface StackBinaries {
@@ -37,16 +33,7 @@ export function stackBinaries(): StackBinaries {
   };
   for (const [name, path] of Object.entries(binaries)) {
     if (name === 'binDir') continue;
-    try {
-      accessSync(path, constants.X_OK);
-    } catch (err) {
-      throw new HarnessError(
-        `${name} not found at ${path}: run \`bash scripts/setup.sh\` (or \`npm test\`, which runs it first) ` +
-          'to install containerd, runc, CRIU and busybox into $KYBERNATE_CACHE/containerd',
-        { binary: name, path },
-        { cause: err },
-      );
-    }
+    requireExecutable(name, path, 'install containerd, runc, CRIU and busybox into $KYBERNATE_CACHE/containerd');
   }
   return binaries;
 }
