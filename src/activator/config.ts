@@ -11,6 +11,8 @@ export interface ActivatorConfig {
   /** `kube` (in a cluster) or `static` (a YAML/JSON file, for demos and benchmarks). */
   readonly source: { readonly kind: 'kube' } | { readonly kind: 'static'; readonly file: string };
   readonly drainGraceMs: number;
+  /** Data-path processes (event loops); more than 1 runs a primary that forks this many workers. */
+  readonly workers: number;
   readonly probes: ProbeRules;
   readonly pools: PoolOptions;
 }
@@ -55,6 +57,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ActivatorConfig {
     host: env.KYBERNATE_ACTIVATOR_HOST ?? '0.0.0.0',
     source,
     drainGraceMs: parseDuration(env.KYBERNATE_ACTIVATOR_DRAIN_GRACE ?? '30s'),
+    workers: positiveInteger(env, 'KYBERNATE_ACTIVATOR_WORKERS', 1),
     probes: {
       userAgentPrefixes: list(env, 'KYBERNATE_ACTIVATOR_PROBE_USER_AGENTS', DEFAULT_PROBE_RULES.userAgentPrefixes),
       paths: list(env, 'KYBERNATE_ACTIVATOR_PROBE_PATHS', DEFAULT_PROBE_RULES.paths),

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { Activator } from '../../src/activator/activator.ts';
-import { createAdminServer } from '../../src/activator/admin-server.ts';
+import { activatorAdminView, createAdminServer } from '../../src/activator/admin-server.ts';
 import { DEFAULT_PROBE_RULES, type ProbeRules } from '../../src/activator/probes.ts';
 import { StaticWorkloadSource, type StaticConfig } from '../../src/activator/sources/static-source.ts';
 import type { ActivationTrigger } from '../../src/activator/types.ts';
@@ -79,7 +79,7 @@ export async function startActivator(config: StaticConfig, probes: ProbeRules = 
   await activator.start();
   await new Promise<void>((resolve) => activator.server.listen(0, '127.0.0.1', resolve));
   const { port } = activator.server.address() as AddressInfo;
-  const admin = createAdminServer(activator, 'test-replica');
+  const admin = createAdminServer(activatorAdminView(activator), 'test-replica');
   const adminUrl = await admin.listen({ port: 0, host: '127.0.0.1' });
   return {
     activator,
