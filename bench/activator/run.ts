@@ -3,6 +3,7 @@
  * baseline measured in the same run, plus the release of 1,000 held requests:
  *   1. capacity (trivial upstream, 64 connections): activator vs nginx vs a minimal http-proxy proxy;
  *   2. a 10 ms upstream at 64 and 256 connections: direct vs via the activator;
+ * 1 and 2 also measure the activator in cluster mode (src/activator/main.ts with one worker per CPU).
  *   3. latency at 1 connection: direct vs via the activator (added p50/p99).
  * Installs wrk and nginx from Debian when missing. Every process is a child of this one and is
  * stopped at the end. The last stdout line is one JSON object with the results.
@@ -102,6 +103,38 @@ http {
   throw new Error('nginx did not start');
 }
 
+/**
+ * The activator as deployed (src/activator/main.ts, static source) in cluster mode with `workers`
+ * data-path processes; `pid` is the primary's, whose children are the workers.
+ */
+async function startClusterActivator(upstreamPort: number, workers: number): Promise<{ port: number; pid: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'kybernate-bench-activator-'));
+  tempDirs.push(dir);
+  const config = join(dir, 'activator.yaml');
+  writeFileSync(config, `workloads:\n  - { name: bench, hosts: [bench.local], endpoints: ["127.0.0.1:${upstreamPort}"] }\n`);
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const child = spawn(process.execPath, ['--import', 'tsx', join(here, '../../src/activator/main.ts')], {
+    env: {
+      ...process.env,
+      KYBERNATE_ACTIVATOR_SOURCE: 'static',
+      KYBERNATE_ACTIVATOR_CONFIG: config,
+      KYBERNATE_ACTIVATOR_WORKERS: String(workers),
+      KYBERNATE_ACTIVATOR_PORT: String(port),
+      KYBERNATE_ACTIVATOR_ADMIN_PORT: String(adminPort),
+      KYBERNATE_ACTIVATOR_HOST: '127.0.0.1',
+      KYBERNATE_LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  for (let attempt = 0; attempt < 600; attempt++) {
+    const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((response) => response.ok, () => false);
+    if (ready) return { port, pid: child.pid! };
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('the cluster-mode activator did not become ready within 30 s');
+}
+
 interface WrkResult {
   readonly requests: number;
   readonly rps: number;
@@ -140,10 +173,12 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
-/** CPU time (user + system) a process has used so far, in microseconds (Linux clock ticks are 10 ms). */
+/** CPU time (user + system) a process and its children have used so far, in microseconds (Linux clock ticks are 10 ms). */
 function cpuMicros(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  const own = (Number(fields[11]) + Number(fields[12])) * 10_000;
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return children.reduce((sum, child) => sum + cpuMicros(child), own);
 }
 
 interface Measured extends WrkResult {
@@ -154,9 +189,9 @@ interface Measured extends WrkResult {
 /** Runs each named target `repetitions` times, interleaved so drift in machine load hits all alike. */
 function measure(targets: Record<string, { port: number; host: string; pid?: number }>, connections: number, warmUp: boolean): Record<string, Measured> {
   const runs: Record<string, (WrkResult & { cpuUs?: number })[]> = {};
-  // Unmeasured warm-up of fresh processes (their first second is JIT compilation, not proxying);
-  // left out in --quick mode, which must stay under a minute.
-  if (warmUp && !quick) for (const target of Object.values(targets)) wrk(target.port, connections, target.host, 2);
+  // Unmeasured warm-up of fresh processes: their first second is JIT compilation and opening
+  // upstream connections, not proxying.
+  if (warmUp) for (const target of Object.values(targets)) wrk(target.port, connections, target.host, quick ? 1 : 2);
   for (let round = 0; round < repetitions; round++) {
     for (const [name, target] of Object.entries(targets)) {
       const cpuBefore = target.pid === undefined ? 0 : cpuMicros(target.pid);
@@ -228,7 +263,9 @@ async function main(): Promise<void> {
     startChild('http-proxy-proc.ts', [`http://127.0.0.1:${fast.port}`]),
     startNginx(fast.port),
   ]);
-  nginxDir = nginx.dir;
+  tempDirs.push(nginx.dir);
+  const workers = cpus().length;
+  const [clusterFast, clusterSlow] = await Promise.all([startClusterActivator(fast.port, workers), startClusterActivator(slow.port, workers)]);
 
   const host = 'bench.local';
   console.error('1. capacity, trivial upstream, 64 connections');
@@ -236,6 +273,7 @@ async function main(): Promise<void> {
     {
       direct: { port: fast.port, host, pid: fast.child.pid! },
       activator: { port: activatorFast.port, host, pid: activatorFast.child.pid! },
+      activatorWorkers: { port: clusterFast.port, host, pid: clusterFast.pid },
       nginx: { port: nginx.port, host, pid: nginx.pid },
       httpProxy: { port: httpProxy.port, host, pid: httpProxy.child.pid! },
     },
@@ -243,7 +281,11 @@ async function main(): Promise<void> {
     true,
   );
   console.error('2. 10 ms upstream, 64 and 256 connections');
-  const slow64 = measure({ direct: { port: slow.port, host }, activator: { port: activatorSlow.port, host } }, 64, true);
+  const slow64 = measure(
+    { direct: { port: slow.port, host }, activator: { port: activatorSlow.port, host }, activatorWorkers: { port: clusterSlow.port, host } },
+    64,
+    true,
+  );
   const slow256 = measure({ direct: { port: slow.port, host }, activator: { port: activatorSlow.port, host } }, 256, false);
   console.error('3. latency at 1 connection');
   const single = measure({ direct: { port: fast.port, host }, activator: { port: activatorFast.port, host } }, 1, false);
@@ -263,15 +305,21 @@ async function main(): Promise<void> {
     http_proxy_capacity_rps: capacity.httpProxy!.rps,
     capacity_vs_http_proxy: round3(capacity.activator!.rps / capacity.httpProxy!.rps),
     capacity_vs_nginx: round3(capacity.activator!.rps / capacity.nginx!.rps),
+    workers,
+    workers_capacity_rps: capacity.activatorWorkers!.rps,
+    workers_capacity_vs_http_proxy: round3(capacity.activatorWorkers!.rps / capacity.httpProxy!.rps),
+    workers_capacity_vs_nginx: round3(capacity.activatorWorkers!.rps / capacity.nginx!.rps),
     cpu_us_per_request: {
       upstream_direct: capacity.direct!.cpuUsPerRequest,
       activator: capacity.activator!.cpuUsPerRequest,
+      activator_workers: capacity.activatorWorkers!.cpuUsPerRequest,
       nginx: capacity.nginx!.cpuUsPerRequest,
       http_proxy: capacity.httpProxy!.cpuUsPerRequest,
     },
     slow_upstream_direct_rps_c64: slow64.direct!.rps,
     slow_upstream_rps_c64: slow64.activator!.rps,
     slow_upstream_ratio: round3(slow64.activator!.rps / slow64.direct!.rps),
+    workers_slow_upstream_ratio: round3(slow64.activatorWorkers!.rps / slow64.direct!.rps),
     slow_upstream_ratio_c256: round3(slow256.activator!.rps / slow256.direct!.rps),
     slow_upstream_p99_ms_c256: { direct: slow256.direct!.p99Ms, activator: slow256.activator!.p99Ms },
     direct_p50_ms_c1: single.direct!.p50Ms,
@@ -284,7 +332,7 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(result));
 }
 
-let nginxDir: string | undefined;
+const tempDirs: string[] = [];
 
 async function stopChildren(): Promise<void> {
   await Promise.all(
@@ -295,7 +343,7 @@ async function stopChildren(): Promise<void> {
       await exited;
     }),
   );
-  if (nginxDir !== undefined) rmSync(nginxDir, { recursive: true, force: true });
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 }
 
 main()
