@@ -5,6 +5,39 @@ import { AGE_COLUMN, literalsObject, type KindDefinition } from './kind.ts';
 import { CHECKPOINT_NAMES } from './meta.ts';
 import { DnsLabel, DnsSubdomain, celRules, closed, type CelRule } from './schema-kit.ts';
 
+/** One GPU whose state a checkpoint holds, as the node agent recorded it before the CUDA checkpoint. */
+const CapturedGpuSchema = Type.Object(
+  {
+    uuid: Type.String({ description: 'UUID of the GPU the state was taken from (GPU-...).', maxLength: 96 }),
+    model: Type.String({ description: 'GPU model as NVML names it, e.g. NVIDIA H100 80GB HBM3; a restore needs the same model.', maxLength: 256 }),
+    memoryTotalBytes: Type.Integer({ description: 'Memory of that GPU, in bytes.', minimum: 0, format: 'int64' }),
+    capturedBytes: Type.Integer({
+      description: 'GPU memory the checkpointed processes held on it, in bytes: a restore needs this much free on its target GPU.',
+      minimum: 0,
+      format: 'int64',
+    }),
+  },
+  { ...closed, description: 'A GPU whose state the checkpoint captured.' },
+);
+
+export const CheckpointGpuStatusSchema = Type.Object(
+  {
+    driverVersion: Type.String({ description: 'NVIDIA kernel driver version on the checkpoint node, e.g. 580.159.04.', maxLength: 64 }),
+    driverApiVersion: Type.Optional(
+      Type.Integer({ description: 'CUDA driver API version on the checkpoint node (cuDriverGetVersion, e.g. 13000).', minimum: 0, format: 'int32' }),
+    ),
+    processes: Type.Integer({ description: 'Number of CUDA processes checkpointed.', minimum: 0, format: 'int32' }),
+    devices: Type.Array(CapturedGpuSchema, {
+      description: 'The GPUs the checkpointed processes used.',
+      maxItems: 64,
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['uuid'],
+    }),
+  },
+  { ...closed, description: 'GPU state the checkpoint holds (present only when it captured CUDA processes).' },
+);
+export type CheckpointGpuStatus = Static<typeof CheckpointGpuStatusSchema>;
+
 /** Phases of a one-shot operation (checkpoint or restore). */
 export const OPERATION_PHASES = ['Pending', 'Running', 'Completed', 'Failed'] as const;
 export type OperationPhase = (typeof OPERATION_PHASES)[number];
@@ -50,6 +83,7 @@ export const KybernateCheckpointStatusSchema = Type.Object(
     checkpointDurationSeconds: Type.Optional(
       Type.Number({ description: 'How long the checkpoint took (GPU lock and checkpoint, CRIU dump), in seconds.', minimum: 0 }),
     ),
+    gpu: Type.Optional(CheckpointGpuStatusSchema),
   },
   { ...closed, description: 'Progress and result of the checkpoint, written by the controller.' },
 );

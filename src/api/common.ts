@@ -46,6 +46,14 @@ export function Conditions(description: string) {
   });
 }
 
+/**
+ * What the `GpuReady` condition (restores, and workloads while they restore) says when True. Set only
+ * for checkpoints with GPU state; False (reasons NoCompatibleGpu, GpuUnavailable, UnsupportedCudaDriver)
+ * holds the restore back, Unknown (GpuNotReported) lets it go ahead unchecked.
+ */
+export const GPU_READY_MEANING =
+  'The target node has a free GPU compatible with the checkpoint (same model, enough free memory, a CUDA driver its agent supports); set only for checkpoints with GPU state.';
+
 export const STORAGE_TYPES = ['nodeLocal', 'sharedVolume'] as const;
 export type StorageType = (typeof STORAGE_TYPES)[number];
 

@@ -1,6 +1,6 @@
 /** KybernateRestore: bring a KybernateCheckpoint back as a running pod. */
 import { Type, type Static } from '@sinclair/typebox';
-import { operationStatusFields, resourceSchema, type KubeResource } from './common.ts';
+import { GPU_READY_MEANING, operationStatusFields, resourceSchema, type KubeResource } from './common.ts';
 import { OPERATION_CONDITIONS, OPERATION_PHASES, immutableSpec } from './checkpoint.ts';
 import { AGE_COLUMN, type KindDefinition } from './kind.ts';
 import { RESTORE_NAMES } from './meta.ts';
@@ -103,10 +103,17 @@ export type KybernateRestoreSpec = Static<typeof KybernateRestoreSpecSchema>;
 export type KybernateRestoreStatus = Static<typeof KybernateRestoreStatusSchema>;
 export type KybernateRestore = KubeResource<KybernateRestoreSpec, KybernateRestoreStatus>;
 
+/** Condition types of restores: the operation's, and whether the target node has a GPU for the checkpoint's GPU state. */
+export const RESTORE_CONDITIONS = {
+  ...OPERATION_CONDITIONS,
+  GpuReady: GPU_READY_MEANING,
+} as const;
+export type RestoreConditionType = keyof typeof RESTORE_CONDITIONS;
+
 export const RESTORE_KIND: KindDefinition = {
   names: RESTORE_NAMES,
   schema: KybernateRestoreSchema,
-  conditions: OPERATION_CONDITIONS,
+  conditions: RESTORE_CONDITIONS,
   printerColumns: [
     { name: 'Checkpoint', type: 'string', jsonPath: '.spec.checkpointRef', description: 'Checkpoint restored.' },
     { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Where the restore is.' },

@@ -1,7 +1,7 @@
 /** KybernateWorkload: an inference service that scales to zero by checkpointing or releasing its GPU. */
 import { Type, type Static } from '@sinclair/typebox';
 import type { V1PodTemplateSpec } from '@kubernetes/client-node';
-import { Conditions, GpuCheckpointSchema, StorageSchema, resourceSchema, type KubeResource } from './common.ts';
+import { Conditions, GPU_READY_MEANING, GpuCheckpointSchema, StorageSchema, resourceSchema, type KubeResource } from './common.ts';
 import { AGE_COLUMN, literalsObject, type KindDefinition } from './kind.ts';
 import { WORKLOAD_LABEL, WORKLOAD_NAMES } from './meta.ts';
 import { DnsLabel, DnsSubdomain, Duration, HOST_PATTERN, StringEnum, StringMap, Timestamp, celRules, closed } from './schema-kit.ts';
@@ -15,6 +15,7 @@ export const WORKLOAD_CONDITIONS = {
   Ready: 'A pod of the workload is Ready and receives requests.',
   Suspended: 'The workload is scaled to zero: checkpointed, or its GPU released in place.',
   CheckpointAvailable: 'status.lastCheckpointRef names a completed checkpoint the workload can be restored from.',
+  GpuReady: `${GPU_READY_MEANING} Mirrors the condition of the workload's current KybernateRestore.`,
 } as const;
 export type WorkloadConditionType = keyof typeof WORKLOAD_CONDITIONS;
 export const WORKLOAD_CONDITION_TYPES = Object.keys(WORKLOAD_CONDITIONS) as WorkloadConditionType[];

@@ -1,6 +1,8 @@
 import { hostname } from 'node:os';
 import { InvalidInputError } from '../lib/errors.ts';
 import { parseDuration } from '../lib/duration.ts';
+import { DNS_SUBDOMAIN_PATTERN } from '../api/schema-kit.ts';
+import { DEFAULT_GPU_POD_CONFIG, type GpuPodConfig } from './gpu/pod-gpu.ts';
 
 export interface ControllerConfig {
   /** Watch only this namespace; undefined = all. */
@@ -28,6 +30,8 @@ export interface ControllerConfig {
     /** Directory with ca.crt, tls.crt and tls.key for mTLS to the agents. */
     tlsDir: string;
   };
+  /** Pod-level needs of GPU workloads. */
+  gpu: GpuPodConfig;
 }
 
 /** Reads the controller's configuration from environment variables; every bad value is named in the error. */
@@ -72,6 +76,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     activityTimeoutMs: duration('KYBERNATE_ACTIVITY_TIMEOUT', '2s'),
     operationTimeoutMs: duration('KYBERNATE_OPERATION_TIMEOUT', '10m'),
     agent: { addressTemplate, tlsDir: env.KYBERNATE_AGENT_TLS_DIR ?? '/etc/kybernate/agent-tls' },
+    gpu: parseGpuPodConfig(env),
   };
   const { leaseDurationMs, renewDeadlineMs, retryPeriodMs } = config.leaderElection;
   if (!(retryPeriodMs < renewDeadlineMs && renewDeadlineMs < leaseDurationMs)) {
@@ -100,4 +105,20 @@ function parseActivatorPods(env: NodeJS.ProcessEnv): ControllerConfig['activator
     throw new InvalidInputError(`KYBERNATE_ACTIVATOR_ADMIN_PORT: "${portText}" is not a port number`, { variable: 'KYBERNATE_ACTIVATOR_ADMIN_PORT' });
   }
   return { namespace, labelSelector, adminPort };
+}
+
+// An extended resource name: a DNS subdomain prefix, '/', a name part (e.g. nvidia.com/gpu, nvidia.com/mig-1g.10gb).
+const EXTENDED_RESOURCE_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+/** KYBERNATE_GPU_RUNTIME_CLASS (default nvidia; empty = set none) and KYBERNATE_GPU_RESOURCE (default nvidia.com/gpu). */
+function parseGpuPodConfig(env: NodeJS.ProcessEnv): GpuPodConfig {
+  const runtimeClassName = env.KYBERNATE_GPU_RUNTIME_CLASS ?? DEFAULT_GPU_POD_CONFIG.runtimeClassName;
+  if (runtimeClassName && (runtimeClassName.length > 253 || !new RegExp(DNS_SUBDOMAIN_PATTERN).test(runtimeClassName))) {
+    throw new InvalidInputError(`KYBERNATE_GPU_RUNTIME_CLASS: "${runtimeClassName}" is not a RuntimeClass name (DNS subdomain)`, { variable: 'KYBERNATE_GPU_RUNTIME_CLASS' });
+  }
+  const resourceName = env.KYBERNATE_GPU_RESOURCE ?? DEFAULT_GPU_POD_CONFIG.resourceName;
+  if (!EXTENDED_RESOURCE_PATTERN.test(resourceName)) {
+    throw new InvalidInputError(`KYBERNATE_GPU_RESOURCE: "${resourceName}" is not an extended resource name like nvidia.com/gpu`, { variable: 'KYBERNATE_GPU_RESOURCE' });
+  }
+  return { runtimeClassName: runtimeClassName || undefined, resourceName };
 }

@@ -16,6 +16,7 @@ import { KubeEventRecorder } from './runtime/events.ts';
 import { Informer, type InformerOptions } from '../lib/kube/informer.ts';
 import type { LeaderWork, Runnable } from './runtime/manager.ts';
 import type { WorkQueueOptions } from './runtime/workqueue.ts';
+import { DEFAULT_GPU_POD_CONFIG, type GpuPodConfig } from './gpu/pod-gpu.ts';
 
 export interface ControllerSettings {
   /** Namespace to watch; undefined = all namespaces. */
@@ -26,6 +27,8 @@ export interface ControllerSettings {
   workers: number;
   activityPollIntervalMs: number;
   operationTimeoutMs: number;
+  /** Pod-level needs of GPU workloads; default runtime class nvidia, resource nvidia.com/gpu. */
+  gpu?: GpuPodConfig;
   queue?: WorkQueueOptions;
 }
 
@@ -74,7 +77,7 @@ export function kybernateControllers(settings: ControllerSettings, dependencies:
         deps,
         { workloads: workloads.cache, pods: pods.cache, services: services.cache, checkpoints: checkpoints.cache, restores: restores.cache },
         () => poller.latest(),
-        { operationTimeoutMs: settings.operationTimeoutMs },
+        { operationTimeoutMs: settings.operationTimeoutMs, gpu: settings.gpu ?? DEFAULT_GPU_POD_CONFIG },
       ),
       log,
       options,

@@ -28,6 +28,7 @@ const work = kybernateControllers(
     workers: config.workers,
     activityPollIntervalMs: config.activityPollIntervalMs,
     operationTimeoutMs: config.operationTimeoutMs,
+    gpu: config.gpu,
   },
   { agent, activity: new HttpActivitySource(activatorUrls, config.activityTimeoutMs, log), log },
 );

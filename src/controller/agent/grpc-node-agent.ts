@@ -1,8 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Value } from '@sinclair/typebox/value';
 import { AgentClient } from '../../agent/client.ts';
+import { GpuRecordSchema } from '../../agent/gpu/record.ts';
+import type { CheckpointGpuStatus } from '../../api/index.ts';
 import { KybernateError } from '../../lib/errors.ts';
-import type { AgentStatus, ArtifactRef, CheckpointArtifact, CheckpointOptions, ContainerRef, NodeAgent, RestoreOutcome, RestoreTarget } from './node-agent.ts';
+import { capturedGpuBytes, type AgentStatus, type ArtifactRef, type CheckpointArtifact, type CheckpointOptions, type ContainerRef, type NodeAgent, type RestoreOutcome, type RestoreTarget } from './node-agent.ts';
 
 /** containerd namespace of containers the kubelet creates. */
 const KUBELET_CONTAINERD_NAMESPACE = 'k8s.io';
@@ -10,7 +13,9 @@ const KUBELET_CONTAINERD_NAMESPACE = 'k8s.io';
 /**
  * NodeAgent over the agents' gRPC API (src/agent/client.ts), one mTLS client per node. Limits of the
  * current agent API, stated rather than hidden: it stores checkpoints in the node-local store only
- * (spec storage is not passed on), has no per-call GPU options, and restores a checkpoint standalone:
+ * (spec storage is not passed on), takes no per-call GPU lock timeout (the agent's own applies), does
+ * not report the node's GPUs in GetStatus (so `status().gpu` is undefined and the GPU preflight cannot
+ * run: the agent's own check after the CRIU restore decides), and restores a checkpoint standalone:
  * joining the target pod's sandbox (netns, cgroup) needs a node-side lookup the API does not offer yet.
  */
 export class GrpcNodeAgent implements NodeAgent {
@@ -43,21 +48,28 @@ export class GrpcNodeAgent implements NodeAgent {
       containerId: container.containerId,
       leaveRunning: options.leaveRunning,
       checkpointId: options.checkpointId,
+      gpu: options.gpu.enabled,
     });
     const [stored, status] = await Promise.all([client.getCheckpoint(operation.checkpoint_id), client.getStatus()]);
+    const gpu = gpuCaptureFromManifest(stored.manifest_json);
     return {
       node: container.node,
       checkpointId: stored.id,
       location: `${status.store_root}/${stored.id}`,
       sizeBytes: Number(stored.size_bytes),
       durationSeconds: stepSeconds(operation.steps),
-      gpuMemoryBytes: 0,
+      gpuMemoryBytes: capturedGpuBytes(gpu),
+      ...(gpu ? { gpu } : {}),
     };
   }
 
-  async restore(artifact: ArtifactRef, _target: RestoreTarget, operationId: string): Promise<RestoreOutcome> {
-    const operation = await this.client(artifact.node).restoreAndWait({ operationId, checkpointId: artifact.checkpointId });
-    return { containerId: operation.container_id, durationSeconds: stepSeconds(operation.steps), gpuMemoryBytes: 0 };
+  async restore(artifact: ArtifactRef, target: RestoreTarget, operationId: string): Promise<RestoreOutcome> {
+    const client = this.client(artifact.node);
+    const gpuPairs = target.deviceMapping.map((pair) => ({ oldUuid: pair.from, newUuid: pair.to }));
+    const operation = await client.restoreAndWait({ operationId, checkpointId: artifact.checkpointId, ...(gpuPairs.length ? { gpuPairs } : {}) });
+    // The restore brought back exactly what the checkpoint captured onto the GPUs.
+    const stored = await client.getCheckpoint(artifact.checkpointId);
+    return { containerId: operation.container_id, durationSeconds: stepSeconds(operation.steps), gpuMemoryBytes: capturedGpuBytes(gpuCaptureFromManifest(stored.manifest_json)) };
   }
 
   async delete(artifact: ArtifactRef): Promise<void> {
@@ -85,6 +97,28 @@ export class GrpcNodeAgent implements NodeAgent {
     }
     return client;
   }
+}
+
+/**
+ * The GPU state a checkpoint holds, from its manifest's `gpu` record (src/agent/gpu/record.ts): per GPU
+ * the bytes NVML showed the checkpointed processes holding (rows NVML could not attribute count 0, as
+ * in the agent's own placement). Undefined for a checkpoint without CUDA processes.
+ */
+export function gpuCaptureFromManifest(manifestJson: string): CheckpointGpuStatus | undefined {
+  const record = (JSON.parse(manifestJson) as { gpu?: unknown }).gpu;
+  if (record === undefined) return undefined;
+  if (!Value.Check(GpuRecordSchema, record)) {
+    const first = [...Value.Errors(GpuRecordSchema, record)][0];
+    throw new KybernateError('InvalidAgentResponse', `the agent's checkpoint manifest has an unreadable gpu record: ${first?.path} ${first?.message}`, { path: first?.path });
+  }
+  const captured = new Map<string, number>();
+  for (const row of record.processes) if (row.gpuUuid) captured.set(row.gpuUuid, (captured.get(row.gpuUuid) ?? 0) + (row.usedBytes ?? 0));
+  return {
+    driverVersion: record.driverVersion,
+    ...(record.cudaDriverApiVersion === null ? {} : { driverApiVersion: record.cudaDriverApiVersion }),
+    processes: new Set(record.processes.map((row) => row.pid)).size,
+    devices: record.gpus.map((gpu) => ({ uuid: gpu.uuid, model: gpu.name, memoryTotalBytes: gpu.memoryTotalBytes, capturedBytes: captured.get(gpu.uuid) ?? 0 })),
+  };
 }
 
 function stepSeconds(steps: { duration_ms?: number }[]): number {

@@ -7,7 +7,7 @@
  * Errors: UnavailableError means "agent unreachable or busy, retry later"; any other error is the
  * operation's final failure (e.g. CRIU refused to dump) and is reported in the object's status.
  */
-import type { Storage } from '../../api/index.ts';
+import type { CheckpointGpuStatus, Storage } from '../../api/index.ts';
 
 export interface ContainerRef {
   node: string;
@@ -39,6 +39,8 @@ export interface CheckpointArtifact extends ArtifactRef {
   sizeBytes: number;
   durationSeconds: number;
   gpuMemoryBytes: number;
+  /** The GPU state the agent captured (its manifest's record); absent for a checkpoint without CUDA processes. */
+  gpu?: CheckpointGpuStatus;
 }
 
 export interface RestoreTarget {
@@ -59,7 +61,25 @@ export interface AgentStatus {
   node: string;
   checkpointCount: number;
   runningOperations: number;
+  /** The node's GPUs as its agent sees them; undefined when the agent does not report them. */
+  gpu?: NodeGpuReport;
 }
+
+/** A GPU of a node with the memory free on it now. */
+export interface NodeGpu {
+  uuid: string;
+  model: string;
+  memoryTotalBytes: number;
+  memoryFreeBytes: number;
+}
+
+/**
+ * What a node's agent reports about its GPUs: usable (driver, the CUDA driver API versions its
+ * checkpoint code supports, the GPUs), or not usable with the agent's error (no driver, no GPU).
+ */
+export type NodeGpuReport =
+  | { usable: true; driverVersion: string; driverApiVersion: number | null; supportedDriverApiVersions: readonly number[]; gpus: readonly NodeGpu[] }
+  | { usable: false; error: string };
 
 export interface NodeAgent {
   checkpoint(container: ContainerRef, options: CheckpointOptions, signal: AbortSignal): Promise<CheckpointArtifact>;
@@ -67,6 +87,11 @@ export interface NodeAgent {
   /** Removes the stored checkpoint; a checkpoint that is already gone is not an error. */
   delete(artifact: ArtifactRef): Promise<void>;
   status(node: string): Promise<AgentStatus>;
+}
+
+/** GPU memory a checkpoint captured over all its GPUs (0 without GPU state). */
+export function capturedGpuBytes(gpu: CheckpointGpuStatus | undefined): number {
+  return gpu?.devices.reduce((sum, device) => sum + device.capturedBytes, 0) ?? 0;
 }
 
 /** The checkpoint id on the node for a KybernateCheckpoint: unique per namespace/name. */

@@ -71,6 +71,7 @@ export class CheckpointReconciler implements Reconciler {
         sizeBytes: artifact.sizeBytes,
         checkpointDurationSeconds: artifact.durationSeconds,
         gpuMemoryBytes: artifact.gpuMemoryBytes,
+        ...(artifact.gpu ? { gpu: artifact.gpu } : {}),
       });
       log.info({ node, location: artifact.location, sizeBytes: artifact.sizeBytes }, 'checkpoint completed');
       await this.deps.events.record(running, 'Normal', 'Checkpointed', 'Checkpoint', `container ${container.container} of pod ${pod.metadata?.name} checkpointed on ${node} (${artifact.sizeBytes} bytes)`);

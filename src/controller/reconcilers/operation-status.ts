@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { setCondition, toKubeTime, type Condition, type OperationPhase } from '../../api/index.ts';
+import { setCondition, toKubeTime, type Condition, type ConditionInput, type OperationPhase } from '../../api/index.ts';
 import { KybernateError, errorMessage } from '../../lib/errors.ts';
 import type { KubeObject } from '../../lib/kube/client.ts';
 import type { ResourceType } from '../../lib/kube/resources.ts';
@@ -20,8 +20,8 @@ export interface OperationStatus {
 
 /**
  * The status of a checkpoint or restore in `phase`, with its Completed condition: True once it
- * succeeded, False with `reason` otherwise. Timestamps: startedAt when it starts Running,
- * completedAt when it ends.
+ * succeeded, False with `reason` otherwise, and any `extraConditions` (a restore's GpuReady).
+ * Timestamps: startedAt when it starts Running, completedAt when it ends.
  */
 export function operationStatus<S extends OperationStatus>(
   current: S | undefined,
@@ -30,9 +30,13 @@ export function operationStatus<S extends OperationStatus>(
   message: string,
   now: Date,
   fields: Partial<S> = {},
+  extraConditions: readonly ConditionInput[] = [],
 ): S {
-  const completed = setCondition(current?.conditions, { type: 'Completed', status: phase === 'Completed' ? 'True' : 'False', reason, message }, now);
-  const next = { ...current, ...fields, phase, message, conditions: completed.conditions } as S;
+  const conditions = [{ type: 'Completed', status: phase === 'Completed' ? 'True' : 'False', reason, message } as const, ...extraConditions].reduce(
+    (list, condition) => setCondition(list, condition, now).conditions,
+    current?.conditions ?? [],
+  );
+  const next = { ...current, ...fields, phase, message, conditions } as S;
   if (phase === 'Running' && !next.startedAt) next.startedAt = toKubeTime(now);
   if ((phase === 'Completed' || phase === 'Failed') && !next.completedAt) next.completedAt = toKubeTime(now);
   return next;
@@ -72,9 +76,9 @@ export class OperationRecorder<S extends OperationStatus, T extends KubeObject &
     private readonly action: string,
   ) {}
 
-  async write(object: T, phase: OperationPhase, reason: string, message: string, fields: Partial<S> = {}): Promise<T | undefined> {
+  async write(object: T, phase: OperationPhase, reason: string, message: string, fields: Partial<S> = {}, extraConditions: readonly ConditionInput[] = []): Promise<T | undefined> {
     const result = await updateStatus(this.deps.kube, this.type, object, (current: T) =>
-      changedOnly(current.status, operationStatus(current.status, phase, reason, message, this.deps.now(), fields)),
+      changedOnly(current.status, operationStatus(current.status, phase, reason, message, this.deps.now(), fields, extraConditions)),
     );
     return result.object;
   }

@@ -1,5 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import type { KybernateCheckpoint, KybernateRestore, KybernateRestoreStatus } from '../../api/index.ts';
+import { findCondition, type KybernateCheckpoint, type KybernateRestore, type KybernateRestoreStatus } from '../../api/index.ts';
 import { checkpointIdFor } from '../agent/node-agent.ts';
 import { getOptional } from '../../lib/kube/client.ts';
 import { PODS, RESTORES } from '../../lib/kube/resources.ts';
@@ -8,6 +8,8 @@ import type { ReconcileRequest, ReconcileResult, Reconciler } from '../runtime/c
 import type { ReconcilerDeps } from './deps.ts';
 import { failureMessage, isTransient, OperationRecorder } from './operation-status.ts';
 import { resolveContainer, WAIT_FOR_POD_MS } from './pods.ts';
+import { decideGpuPlacement, gpuReadyCondition, gpuRetryDelayMs, type GpuPlacement } from '../gpu/placement.ts';
+import { parseKubeTime } from '../runtime/time.ts';
 
 /** Index of the restores cache: `namespace/checkpointRef`, so a checkpoint's change wakes its restores. */
 export const RESTORES_BY_CHECKPOINT = 'checkpoint';
@@ -17,8 +19,9 @@ export const restoreCheckpointIndex = (restore: KybernateRestore): string[] => [
 /**
  * KybernateRestore: the checkpoint must exist and be Completed, the target node must be able to read
  * its images, the target pod must exist (the workload controller creates it from its template; a
- * standalone restore needs a pod created by the user). Then the node agent restores into it.
- * Pending -> Running -> Completed | Failed.
+ * standalone restore needs a pod created by the user), and for a checkpoint with GPU state the node
+ * must have a compatible free GPU (condition GpuReady; the restore waits in Pending while it has not).
+ * Then the node agent restores into it. Pending -> Running -> Completed | Failed.
  */
 export class RestoreReconciler implements Reconciler {
   private readonly recorder: OperationRecorder<KybernateRestoreStatus, KybernateRestore>;
@@ -59,12 +62,19 @@ export class RestoreReconciler implements Reconciler {
     const container = resolveContainer(pod, checkpoint.spec.containerName);
     if (!container.ok) return void (await this.recorder.fail(restore, container.reason, container.message));
 
-    const running = await this.recorder.write(restore, 'Running', 'RestoreInProgress', `restoring ${checkpointRef} into pod ${targetPod.name} on ${node}`, { node });
+    const placement = await this.gpuPlacement(restore, checkpoint, node);
+    if (placement.kind === 'invalid') return void (await this.recorder.fail(restore, placement.reason, placement.message));
+    if (placement.kind === 'wait') return this.waitForGpu(restore, placement);
+    const gpuReady = gpuReadyCondition(placement);
+    if (placement.kind === 'unchecked') this.deps.log.warn({ restore: `${namespace}/${name}`, node }, placement.message);
+
+    const running = await this.recorder.write(restore, 'Running', 'RestoreInProgress', `restoring ${checkpointRef} into pod ${targetPod.name} on ${node}`, { node }, gpuReady ? [gpuReady] : []);
     if (!running) return;
     try {
+      const deviceMapping = placement.kind === 'ready' ? placement.deviceMapping : (restore.spec.gpu?.deviceMapping ?? []);
       const outcome = await this.deps.agent.restore(
         { node: sourceNode, checkpointId: checkpointIdFor(namespace, checkpointRef) },
-        { node, namespace, pod: targetPod.name, container: container.container, deviceMapping: restore.spec.gpu?.deviceMapping ?? [] },
+        { node, namespace, pod: targetPod.name, container: container.container, deviceMapping },
         restore.metadata?.uid ?? '',
         signal,
       );
@@ -80,5 +90,32 @@ export class RestoreReconciler implements Reconciler {
       if (isTransient(err)) throw err;
       await this.recorder.fail(running, 'RestoreFailed', failureMessage(err));
     }
+  }
+
+  /** The GPU preflight: asks the target node's agent for its GPUs only when the checkpoint holds GPU state. */
+  private async gpuPlacement(restore: KybernateRestore, checkpoint: KybernateCheckpoint, node: string): Promise<GpuPlacement> {
+    const captured = checkpoint.status?.gpu;
+    if (!captured?.devices.length) return { kind: 'not-needed' };
+    // An unreachable agent throws UnavailableError: the reconcile is retried with the queue's backoff.
+    const report = (await this.deps.agent.status(node)).gpu;
+    return decideGpuPlacement({ node, captured, report, deviceMapping: restore.spec.gpu?.deviceMapping ?? [] });
+  }
+
+  /**
+   * No compatible GPU yet: the restore stays Pending with GpuReady False, the agent's Restore is not
+   * called, and the check runs again after a delay that grows with the time waited. The Warning event
+   * goes out when the reason changes, not on every retry.
+   */
+  private async waitForGpu(restore: KybernateRestore, placement: GpuPlacement & { kind: 'wait' }): Promise<ReconcileResult> {
+    const condition = gpuReadyCondition(placement)!;
+    const previous = findCondition(restore.status?.conditions, 'GpuReady');
+    const written = (await this.recorder.write(restore, 'Pending', placement.reason, placement.message, {}, [condition])) ?? restore;
+    if (previous?.status !== 'False' || previous.reason !== placement.reason) {
+      const { namespace, name } = restore.metadata ?? {};
+      this.deps.log.warn({ restore: `${namespace}/${name}`, reason: placement.reason, message: placement.message }, 'restore waits for a compatible GPU');
+      await this.deps.events.record(written, 'Warning', placement.reason, 'Restore', placement.message);
+    }
+    const since = parseKubeTime(findCondition(written.status?.conditions, 'GpuReady')?.lastTransitionTime);
+    return { requeueAfterMs: gpuRetryDelayMs(since, this.deps.now().getTime()) };
   }
 }

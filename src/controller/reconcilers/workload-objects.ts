@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { V1OwnerReference, V1Pod, V1Service } from '@kubernetes/client-node';
 import { API_GROUP, WORKLOAD_LABEL, type KybernateCheckpoint, type KybernateRestore, type KybernateWorkload } from '../../api/index.ts';
 import { CHECKPOINTS, PODS, RESTORES, SERVICES } from '../../lib/kube/resources.ts';
+import { withGpuPodNeeds, type GpuPodConfig } from '../gpu/pod-gpu.ts';
 
 /**
  * Tells the restore path (the agent's runtime shim) which KybernateCheckpoint a new pod is restored from.
@@ -44,8 +45,9 @@ export function checkpointName(workload: KybernateWorkload, now: Date): string {
   return `${truncate(workload.metadata.name ?? '', 200)}-${now.getTime().toString(36)}`;
 }
 
-export function buildPod(workload: KybernateWorkload, name: string, restoreFrom?: { checkpoint: string; node: string }): V1Pod {
+export function buildPod(workload: KybernateWorkload, name: string, gpu: GpuPodConfig, restoreFrom?: { checkpoint: string; node: string }): V1Pod {
   const template = workload.spec.template;
+  const spec = withGpuPodNeeds(template.spec, workload.spec.checkpoint.gpu.enabled, gpu);
   return {
     apiVersion: PODS.apiVersion,
     kind: PODS.kind,
@@ -57,7 +59,7 @@ export function buildPod(workload: KybernateWorkload, name: string, restoreFrom?
       ownerReferences: [controllerRef(workload)],
     },
     // A node-local checkpoint can only come back on its node: the pod is bound there directly.
-    spec: restoreFrom ? { ...template.spec, nodeName: restoreFrom.node } : template.spec,
+    spec: restoreFrom ? { ...spec, nodeName: restoreFrom.node } : spec,
   };
 }
 

@@ -23,6 +23,7 @@ import type { ReconcileRequest, ReconcileResult, Reconciler } from '../runtime/c
 import { updateStatus } from '../runtime/status.ts';
 import { parseKubeTime } from '../runtime/time.ts';
 import type { ReconcilerDeps } from './deps.ts';
+import type { GpuPodConfig } from '../gpu/pod-gpu.ts';
 import { changedOnly, secondsBetween } from './operation-status.ts';
 import { isPodReady, isTerminating, podReadySinceMs, resolveContainer } from './pods.ts';
 import {
@@ -46,6 +47,8 @@ export const podWorkloadIndex = (pod: V1Pod): string[] => {
 export interface WorkloadReconcilerConfig {
   /** Longest Suspending or Restoring phase before the workload is marked Failed. */
   operationTimeoutMs: number;
+  /** Runtime class and GPU resource of GPU workloads' pods. */
+  gpu: GpuPodConfig;
 }
 
 export interface WorkloadCaches {
@@ -169,7 +172,7 @@ export class WorkloadReconciler implements Reconciler {
 
   private async keepRunning(observed: Observed, decision: IdleDecision & { action: 'keep' }): Promise<ReconcileResult> {
     const podName = observed.pods[0]?.metadata?.name ?? desiredPodName(observed.workload);
-    const pod = observed.pods[0] ?? (await this.createPod(observed, buildPod(observed.workload, podName)));
+    const pod = observed.pods[0] ?? (await this.createPod(observed, buildPod(observed.workload, podName, this.config.gpu)));
     const ready = pod ? isPodReady(pod) : false;
     // Leaving Restoring: the restore time is written in the same status write as the phase.
     const restoreSeconds = observed.workload.status?.phase === 'Restoring' ? this.restoreSeconds(observed) : undefined;
@@ -311,14 +314,35 @@ export class WorkloadReconciler implements Reconciler {
     const checkpointNode = checkpoint?.status?.phase === 'Completed' ? checkpoint.status.node : undefined;
     const podName = desiredPodName(workload);
     const restoreFrom = checkpoint && checkpointNode ? { checkpoint: checkpoint.metadata?.name ?? '', node: checkpointNode } : undefined;
-    const pod = observed.pods.find((p) => p.metadata?.name === podName) ?? (await this.createPod(observed, buildPod(workload, podName, restoreFrom)));
+    const pod = observed.pods.find((p) => p.metadata?.name === podName) ?? (await this.createPod(observed, buildPod(workload, podName, this.config.gpu, restoreFrom)));
     if (restoreFrom) {
       const restore = this.caches.restores.get(workload.metadata.namespace ?? '', podName);
       if (!restore) return void (await this.createOwned(RESTORES, buildRestore(workload, restoreFrom.checkpoint, podName, restoreFrom.node)));
       if (restore.status?.phase === 'Failed') return this.setFailed(observed, 'RestoreFailed', `restore ${podName} failed: ${restore.status.message ?? ''}`);
+      await this.mirrorGpuReady(observed, restore);
       if (restore.status?.phase !== 'Completed') return;
     }
     if (pod && isPodReady(pod)) await this.keepRunning(observed, { action: 'keep', phase: 'Running', reason: 'Restored', message: `pod ${podName} is ready` });
+  }
+
+  /**
+   * The restore's GpuReady condition, copied onto the workload: why a wake is held back (no compatible
+   * GPU on the checkpoint's node) shows where users look. A Warning event marks each new reason.
+   */
+  private async mirrorGpuReady(observed: Observed, restore: KybernateRestore): Promise<void> {
+    const gpuReady = findCondition(restore.status?.conditions, 'GpuReady');
+    if (!gpuReady) return;
+    const previous = findCondition(observed.workload.status?.conditions, 'GpuReady');
+    const waiting = gpuReady.status === 'False';
+    const message = `restore ${restore.metadata?.name}: ${gpuReady.message}`;
+    const { written, workload } = await this.writeStatus(observed, (status) => ({
+      ...status,
+      ...(waiting ? { message: `waiting for a compatible GPU: ${message}` } : {}),
+      conditions: withConditions(status.conditions, observed, [{ type: 'GpuReady', status: gpuReady.status, reason: gpuReady.reason, message }]),
+    }));
+    if (!written || !workload || !waiting || (previous?.status === 'False' && previous.reason === gpuReady.reason)) return;
+    observed.log.warn({ reason: gpuReady.reason, restore: restore.metadata?.name }, 'wake waits for a compatible GPU');
+    await this.deps.events.record(workload, 'Warning', gpuReady.reason, 'Restore', message);
   }
 
   /** From the activation request (or, without one, from when the restore started) to now. */

@@ -1,13 +1,16 @@
 import { UnavailableError } from '../../../src/lib/errors.ts';
-import type {
-  AgentStatus,
-  ArtifactRef,
-  CheckpointArtifact,
-  CheckpointOptions,
-  ContainerRef,
-  NodeAgent,
-  RestoreOutcome,
-  RestoreTarget,
+import type { CheckpointGpuStatus } from '../../../src/api/index.ts';
+import {
+  capturedGpuBytes,
+  type AgentStatus,
+  type ArtifactRef,
+  type CheckpointArtifact,
+  type CheckpointOptions,
+  type ContainerRef,
+  type NodeAgent,
+  type NodeGpuReport,
+  type RestoreOutcome,
+  type RestoreTarget,
 } from '../../../src/controller/agent/node-agent.ts';
 
 /**
@@ -22,6 +25,14 @@ export class InProcessTestNodeAgent implements NodeAgent {
   readonly deletes: ArtifactRef[] = [];
   failNext: { checkpoint?: string; restore?: string } = {};
   unavailable = false;
+  /**
+   * NAMED STAND-IN for the GPU side (this machine has no GPU): what a checkpoint with gpu.enabled
+   * "captured" (the real agent reads it from NVML into its manifest), and each node's GPU report
+   * (the real agent's GetStatus does not report GPUs yet). A node without an entry reports none.
+   */
+  gpuCapture: CheckpointGpuStatus | undefined;
+  readonly gpuReports = new Map<string, NodeGpuReport>();
+  private readonly capturedGpu = new Map<string, CheckpointGpuStatus>();
 
   async checkpoint(container: ContainerRef, options: CheckpointOptions): Promise<CheckpointArtifact> {
     if (this.unavailable) throw new UnavailableError('test agent unavailable', { node: container.node });
@@ -31,13 +42,16 @@ export class InProcessTestNodeAgent implements NodeAgent {
       this.failNext.checkpoint = undefined;
       throw new Error(failure);
     }
+    const gpu = options.gpu.enabled ? this.gpuCapture : undefined;
+    if (gpu) this.capturedGpu.set(options.checkpointId, gpu);
     return {
       node: container.node,
       checkpointId: options.checkpointId,
       location: `/var/lib/kybernate/checkpoints/${options.checkpointId}`,
       sizeBytes: 4096,
       durationSeconds: 0.25,
-      gpuMemoryBytes: 0,
+      gpuMemoryBytes: capturedGpuBytes(gpu),
+      ...(gpu ? { gpu } : {}),
     };
   }
 
@@ -49,7 +63,7 @@ export class InProcessTestNodeAgent implements NodeAgent {
       this.failNext.restore = undefined;
       throw new Error(failure);
     }
-    return { containerId: `restored-${target.pod}`, durationSeconds: 0.3, gpuMemoryBytes: 0 };
+    return { containerId: `restored-${target.pod}`, durationSeconds: 0.3, gpuMemoryBytes: capturedGpuBytes(this.capturedGpu.get(artifact.checkpointId)) };
   }
 
   async delete(artifact: ArtifactRef): Promise<void> {
@@ -57,6 +71,8 @@ export class InProcessTestNodeAgent implements NodeAgent {
   }
 
   async status(node: string): Promise<AgentStatus> {
-    return { node, checkpointCount: this.checkpoints.length - this.deletes.length, runningOperations: 0 };
+    const gpu = this.gpuReports.get(node);
+    return { node, checkpointCount: this.checkpoints.length - this.deletes.length, runningOperations: 0, ...(gpu ? { gpu } : {}) };
   }
 }
+

@@ -16,6 +16,7 @@ describe('loadConfig', () => {
       activityPollIntervalMs: 5_000,
       operationTimeoutMs: 600_000,
       agent: { addressTemplate: '{node}:7443' },
+      gpu: { runtimeClassName: 'nvidia', resourceName: 'nvidia.com/gpu' },
     });
   });
 
@@ -29,6 +30,8 @@ describe('loadConfig', () => {
       KYBERNATE_ACTIVITY_POLL_INTERVAL: '1s',
       KYBERNATE_OPERATION_TIMEOUT: '2m',
       KYBERNATE_AGENT_ADDRESS: 'agent.{node}.svc:7443',
+      KYBERNATE_GPU_RUNTIME_CLASS: 'nvidia-cdi',
+      KYBERNATE_GPU_RESOURCE: 'nvidia.com/mig-1g.10gb',
     });
     expect(config).toMatchObject({
       watchNamespace: 'ml',
@@ -39,7 +42,12 @@ describe('loadConfig', () => {
       activityPollIntervalMs: 1_000,
       operationTimeoutMs: 120_000,
       agent: { addressTemplate: 'agent.{node}.svc:7443' },
+      gpu: { runtimeClassName: 'nvidia-cdi', resourceName: 'nvidia.com/mig-1g.10gb' },
     });
+  });
+
+  it('an empty KYBERNATE_GPU_RUNTIME_CLASS sets no runtime class (the node default runtime has the GPU hook)', () => {
+    expect(loadConfig({ KYBERNATE_GPU_RUNTIME_CLASS: '' }).gpu).toEqual({ runtimeClassName: undefined, resourceName: 'nvidia.com/gpu' });
   });
 
   it.each([
@@ -49,6 +57,8 @@ describe('loadConfig', () => {
     [{ KYBERNATE_ACTIVITY_POLL_INTERVAL: '5' }, 'KYBERNATE_ACTIVITY_POLL_INTERVAL: invalid duration'],
     [{ KYBERNATE_AGENT_ADDRESS: 'agent:7443' }, 'must contain {node}'],
     [{ KYBERNATE_RENEW_DEADLINE: '20s' }, 'RETRY_PERIOD < KYBERNATE_RENEW_DEADLINE < KYBERNATE_LEASE_DURATION'],
+    [{ KYBERNATE_GPU_RUNTIME_CLASS: 'Nvidia' }, 'KYBERNATE_GPU_RUNTIME_CLASS: "Nvidia" is not a RuntimeClass name'],
+    [{ KYBERNATE_GPU_RESOURCE: 'gpu' }, 'KYBERNATE_GPU_RESOURCE: "gpu" is not an extended resource name'],
   ])('rejects %j naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(InvalidInputError);
     expect(() => loadConfig(env)).toThrow(message);
