@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../../../src/lib/log.ts';
 import { errorMessage } from '../../../src/lib/errors.ts';
 import { Daemon } from '../kube/daemon.ts';
 import { HarnessError } from '../kube/errors.ts';
+import { criPluginToml, type CriPluginOptions } from './cri.ts';
 import { execTool } from './exec.ts';
 import { stackBinaries, type StackBinaries } from './stack.ts';
 
@@ -19,6 +20,8 @@ export interface ContainerdOptions {
   namespace?: string;
   /** containerd's log level (default `info`; `debug` shows every shim and CRIU call). */
   logLevel?: 'debug' | 'info' | 'warn';
+  /** Enable containerd's CRI plugin (what the kubelet talks to) with this setup (cri.ts); off by default, it slows the start. */
+  cri?: CriPluginOptions;
   startTimeoutMs?: number;
   logger?: Logger;
 }
@@ -71,7 +74,7 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
   const runtimeDir = join(dir, 'run');
   await Promise.all([logsDir, runtimeDir, join(dir, 'tmp')].map((path) => mkdir(path, { recursive: true })));
   const configPath = join(dir, 'config.toml');
-  await writeFile(configPath, configToml(dir, address, options.logLevel ?? 'info'));
+  await writeFile(configPath, configToml(dir, address, options.logLevel ?? 'info', options.cri));
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -129,10 +132,10 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
   return { address, namespace, pid, dir, logsDir, env, bin, ctr, stop };
 }
 
-function configToml(dir: string, address: string, logLevel: string): string {
+function configToml(dir: string, address: string, logLevel: string, cri: CriPluginOptions | undefined): string {
   // Plugins that need hardware or CNI this tier lacks are disabled so they do not slow down or fail the start.
   const disabled = [
-    'io.containerd.grpc.v1.cri',
+    ...(cri ? [] : ['io.containerd.grpc.v1.cri']),
     'io.containerd.snapshotter.v1.aufs',
     'io.containerd.snapshotter.v1.btrfs',
     'io.containerd.snapshotter.v1.devmapper',
@@ -153,6 +156,7 @@ function configToml(dir: string, address: string, logLevel: string): string {
     `  level = ${JSON.stringify(logLevel)}`,
     '[plugins."io.containerd.internal.v1.opt"]',
     `  path = ${JSON.stringify(join(dir, 'opt'))}`,
+    ...(cri ? criPluginToml(cri) : []),
     '',
   ].join('\n');
 }

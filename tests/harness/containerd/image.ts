@@ -21,6 +21,16 @@ export const testImageArgs = {
   http: (port: number): string[] => [ENTRYPOINT, 'http', String(port)],
 };
 
+/** What an image built from the busybox rootfs runs: its reference and its config's Entrypoint and Cmd. */
+export interface TestImageDefinition {
+  ref: string;
+  entrypoint: string[];
+  cmd: string[];
+}
+
+/** The test image: the kybernate-test programs, the counter by default. */
+export const TEST_IMAGE: TestImageDefinition = { ref: TEST_IMAGE_REF, entrypoint: [ENTRYPOINT], cmd: ['counter'] };
+
 export interface Descriptor {
   mediaType: string;
   digest: string;
@@ -38,10 +48,11 @@ export interface TestImageArchive {
 }
 
 /**
- * Builds the test image as an OCI layout tar in `outDir`, without any registry: the rootfs is busybox-static
- * with its applets as symlinks, plus the kybernate-test entry script. Default command: the counter.
+ * Builds the test image (or another `image` on the same rootfs) as an OCI layout tar in `outDir`, without
+ * any registry: the rootfs is busybox-static with its applets as symlinks, plus the kybernate-test entry
+ * script. The test image's default command: the counter.
  */
-export async function buildTestImageArchive(outDir: string): Promise<TestImageArchive> {
+export async function buildTestImageArchive(outDir: string, image: TestImageDefinition = TEST_IMAGE): Promise<TestImageArchive> {
   const work = await mkdtemp(join(outDir, 'image-build-'));
   try {
     const layerPath = join(work, 'layer.tar');
@@ -58,7 +69,7 @@ export async function buildTestImageArchive(outDir: string): Promise<TestImageAr
     const config = await writeBlob(blobs, 'application/vnd.oci.image.config.v1+json', {
       architecture: 'amd64',
       os: 'linux',
-      config: { Entrypoint: [ENTRYPOINT], Cmd: ['counter'], Env: ['PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin'], WorkingDir: '/' },
+      config: { Entrypoint: image.entrypoint, Cmd: image.cmd, Env: ['PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin'], WorkingDir: '/' },
       rootfs: { type: 'layers', diff_ids: [layer.digest] },
       history: [{ created_by: 'tests/harness/containerd/image.ts (busybox-static + kybernate-test)' }],
     });
@@ -79,14 +90,14 @@ export async function buildTestImageArchive(outDir: string): Promise<TestImageAr
             ...manifest,
             platform: { architecture: 'amd64', os: 'linux' },
             // containerd names the imported image after io.containerd.image.name (a full reference).
-            annotations: { 'io.containerd.image.name': TEST_IMAGE_REF, 'org.opencontainers.image.ref.name': '1' },
+            annotations: { 'io.containerd.image.name': image.ref, 'org.opencontainers.image.ref.name': image.ref.split(':').at(-1)! },
           },
         ],
       }),
     );
-    const path = join(outDir, 'kybernate-test-busybox.oci.tar');
+    const path = join(outDir, `${image.ref.replace(/[^a-z0-9]+/g, '-')}.oci.tar`);
     await execTool('tar', ['-C', layout, '-cf', path, 'oci-layout', 'index.json', 'blobs']);
-    return { ref: TEST_IMAGE_REF, path, manifest, config, layer };
+    return { ref: image.ref, path, manifest, config, layer };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -95,11 +106,13 @@ export async function buildTestImageArchive(outDir: string): Promise<TestImageAr
 export interface ImportOptions {
   /** Namespace to import into (default: the instance's). */
   namespace?: string;
+  /** Which image (default: the test image, TEST_IMAGE_REF). */
+  image?: TestImageDefinition;
 }
 
-/** Builds the test image and imports it (unpacked for overlayfs) into `containerd` under TEST_IMAGE_REF. */
+/** Builds the test image (or `options.image`) and imports it (unpacked for overlayfs) into `containerd` under its ref. */
 export async function buildTestImage(containerd: Containerd, options: ImportOptions = {}): Promise<TestImageArchive> {
-  const archive = await buildTestImageArchive(containerd.dir);
+  const archive = await buildTestImageArchive(containerd.dir, options.image);
   await containerd.ctr(['images', 'import', '--snapshotter', 'overlayfs', archive.path], { namespace: options.namespace });
   return archive;
 }
