@@ -8,7 +8,7 @@ import { ContainerdClient } from '../../../src/agent/containerd/client.ts';
 import { startAgent, type RunningAgent } from '../../../src/agent/start.ts';
 import { createLogger } from '../../../src/lib/log.ts';
 import { afterAll, beforeAll } from 'vitest';
-import type { Containerd } from '../../harness/containerd/index.ts';
+import type { Containerd, ContainerdOptions } from '../../harness/containerd/index.ts';
 import { useContainerd } from '../../harness/containerd/vitest.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -83,8 +83,8 @@ export interface AgentFixture {
 }
 
 /** The harness's containerd with the test image, and an agent in this process, for the calling test file. */
-export function useAgentStack(name: string): () => AgentFixture {
-  const stack = useContainerd();
+export function useAgentStack(name: string, containerdOptions: ContainerdOptions = {}): () => AgentFixture {
+  const stack = useContainerd(containerdOptions);
   let fixture: AgentFixture | undefined;
   beforeAll(async () => {
     const { containerd } = stack();
