@@ -3,6 +3,7 @@ import path from 'node:path';
 import { errorMessage, InvalidInputError, KybernateError, NotFoundError } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { ContainerdClient } from './containerd/client.ts';
+import type { Container } from './containerd/types.ts';
 import { encodeCheckpointOptions } from './containerd/runc-options.ts';
 import { ContainerdError, FailedPreconditionError } from './errors.ts';
 import { gpuSupportOf, type GpuSupport } from './gpu/support.ts';
@@ -94,32 +95,12 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
     return measure(name, fn);
   };
 
-  const inspected = await timed('inspect', async () => {
-    const container = await containerd.getContainer(containerId, call);
-    const task = await containerd.getTask(containerId, call).catch((err: unknown): never => {
-      if (err instanceof NotFoundError) throw new FailedPreconditionError(`container ${containerId} has no task to checkpoint`, { namespace, container: containerId });
-      throw err;
-    });
-    if (task.status !== 'RUNNING') {
-      throw new FailedPreconditionError(`container ${containerId} task is ${task.status}, not RUNNING`, { namespace, container: containerId });
-    }
-    if (!container.spec || !container.runtime) throw new ContainerdError(`container ${containerId} has no spec or runtime`, { namespace, container: containerId });
-    const specJson = container.spec.value.toString('utf8');
-    const spec = parseSpec(specJson);
-    const [snapshot, image] = await Promise.all([
-      containerd.statSnapshot(container.snapshotter, container.snapshot_key, call),
-      container.image ? containerd.getImage(container.image, call) : undefined,
-    ]);
-    return { container, task, specJson, spec, snapshot, image };
-  });
-  const { container } = inspected;
-
   const id = request.checkpointId ?? store.newCheckpointId(containerId);
-  const staging = await store.beginStaging(id);
-  const workDir = await store.createWorkDir(`checkpoint-${id}`);
   const leaseId = `kybernate-checkpoint-${id}`;
   const lease = { namespace, lease: leaseId };
   const viewKey = `kybernate-diff-lower-${id}`;
+  let staging: string | undefined;
+  let workDir: string | undefined;
   let leaseCreated = false;
   let viewCreated = false;
   let paused = false;
@@ -128,15 +109,29 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
   // true while the container's CUDA processes are checkpointed and nothing else will bring them back
   let gpuHeld = false;
   const gpu = gpuSupportOf(ctx);
+  let container: Container | undefined;
   try {
+    // The containerd reads, the staging directories and the lease do not depend on each other; what was
+    // made is undone below if any of them fails. The inspect error wins when several fail.
+    const [inspected] = await timed('inspect', () =>
+      firstFailure([
+        inspectTask(containerd, containerId, call),
+        store.beginStaging(id).then((dir) => (staging = dir)),
+        store.createWorkDir(`checkpoint-${id}`).then((dir) => (workDir = dir)),
+        containerd.createLease(leaseId, new Date(Date.now() + LEASE_TTL_MS), { 'kybernate.io/checkpoint': id }, call).then(() => {
+          leaseCreated = true;
+        }),
+      ] as const),
+    );
+    container = inspected.container;
+    const stagingDir = staging!;
+    const criuWorkDir = workDir!;
+
     // Before the freeze: the CUDA lock waits for the processes' running GPU work, which a frozen process never finishes.
     if (request.gpu) {
       gpuTask = await timed('gpu-checkpoint', () => checkpointTaskGpu(gpu, inspected.task.pid, log));
       gpuHeld = true;
     }
-
-    await containerd.createLease(leaseId, new Date(Date.now() + LEASE_TTL_MS), { 'kybernate.io/checkpoint': id }, call);
-    leaseCreated = true;
 
     await timed('pause', () => containerd.pauseTask(containerId, call));
     paused = true;
@@ -145,11 +140,11 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
     const captured = await timed('capture', () =>
       Promise.allSettled([
         measure('rootfs-diff', async () => {
-          const lower = inspected.snapshot.parent ? await containerd.viewSnapshot(container.snapshotter, viewKey, inspected.snapshot.parent, lease) : [];
+          const lower = inspected.snapshot.parent ? await containerd.viewSnapshot(inspected.container.snapshotter, viewKey, inspected.snapshot.parent, lease) : [];
           viewCreated = lower.length > 0;
-          const upper = await containerd.snapshotMounts(container.snapshotter, container.snapshot_key, call);
+          const upper = await containerd.snapshotMounts(inspected.container.snapshotter, inspected.container.snapshot_key, call);
           const diff = await containerd.diff(lower, upper, ROOTFS_DIFF_MEDIA_TYPE, lease);
-          const out = await fs.open(path.join(staging, ROOTFS_DIFF_FILE), 'wx', 0o600);
+          const out = await fs.open(path.join(stagingDir, ROOTFS_DIFF_FILE), 'wx', 0o600);
           try {
             for await (const chunk of containerd.readContent(diff.digest, lease)) await out.write(chunk);
           } finally {
@@ -157,11 +152,11 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
           }
         }),
         measure('criu-dump', async () => {
-          const options = encodeCheckpointOptions({ exit: false, imagePath: path.join(staging, CRIU_DIR), workPath: workDir, fileLocks: true });
+          const options = encodeCheckpointOptions({ exit: false, imagePath: path.join(stagingDir, CRIU_DIR), workPath: criuWorkDir, fileLocks: true });
           try {
             await containerd.checkpointTask(containerId, options, { namespace, timeoutMs: ctx.criuTimeoutMs });
           } catch (err) {
-            const criuErrors = await criuLogErrors(path.join(workDir, 'dump.log'));
+            const criuErrors = await criuLogErrors(path.join(criuWorkDir, 'dump.log'));
             if (!criuErrors || !(err instanceof KybernateError)) throw err;
             throw new ContainerdError(`${err.message}\nCRIU dump.log:\n${criuErrors}`, { ...err.context, namespace, container: containerId }, { cause: err });
           }
@@ -172,8 +167,9 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
     if (failed) throw failed.reason;
 
     const manifest = await timed('commit', async () => {
-      await fs.writeFile(path.join(staging, SPEC_FILE), inspected.specJson, { mode: 0o600, flag: 'wx' });
-      const files = await store.describeFiles(staging);
+      await fs.writeFile(path.join(stagingDir, SPEC_FILE), inspected.specJson, { mode: 0o600, flag: 'wx' });
+      const files = await store.describeFiles(stagingDir);
+      const { container } = inspected;
       const options = container.runtime!.options;
       const manifest: CheckpointManifest = {
         kind: MANIFEST_KIND,
@@ -225,24 +221,60 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
     await rollback(log, [
       ['resume task', paused, () => containerd.resumeTask(containerId, call)],
       ['restore GPU state', gpuHeld, () => restoreTaskGpuInPlace(gpu, gpuTask!.cudaPids, log)],
-      ['remove diff view', viewCreated, () => containerd.removeSnapshot(container.snapshotter, viewKey, call)],
+      ['remove diff view', viewCreated, () => containerd.removeSnapshot(container!.snapshotter, viewKey, call)],
       ['delete lease', leaseCreated, () => containerd.deleteLease(leaseId, call)],
-      ['discard staging', !committed, () => store.discardStaging(id)],
-      ['remove work dir', true, () => store.removeWorkDir(workDir)],
+      ['discard staging', staging !== undefined && !committed, () => store.discardStaging(id)],
+      ['remove work dir', workDir !== undefined, () => store.removeWorkDir(workDir!)],
     ]);
   }
 }
 
+/** The running task to checkpoint, with its container, spec, snapshot (the diff's parent) and image. */
+async function inspectTask(containerd: ContainerdClient, containerId: string, call: { namespace: string }) {
+  const { namespace } = call;
+  const [container, task] = await firstFailure([
+    containerd.getContainer(containerId, call),
+    containerd.getTask(containerId, call).catch((err: unknown): never => {
+      if (err instanceof NotFoundError) throw new FailedPreconditionError(`container ${containerId} has no task to checkpoint`, { namespace, container: containerId });
+      throw err;
+    }),
+  ] as const);
+  if (task.status !== 'RUNNING') {
+    throw new FailedPreconditionError(`container ${containerId} task is ${task.status}, not RUNNING`, { namespace, container: containerId });
+  }
+  if (!container.spec || !container.runtime) throw new ContainerdError(`container ${containerId} has no spec or runtime`, { namespace, container: containerId });
+  const specJson = container.spec.value.toString('utf8');
+  const spec = parseSpec(specJson);
+  const [snapshot, image] = await Promise.all([
+    containerd.statSnapshot(container.snapshotter, container.snapshot_key, call),
+    container.image ? containerd.getImage(container.image, call) : undefined,
+  ]);
+  return { container, task, specJson, spec, snapshot, image };
+}
+
 /**
  * Kills a frozen task: the signal is queued while frozen and delivered on thaw, before the task runs
- * any more of its own code, so nothing happens after the checkpointed instant. runc thaws when it
- * signals all processes; the explicit resume covers runtimes that do not. The stopped task stays, like
- * the container record, for its owner to delete (as after containerd's own checkpoint with exit).
+ * any more of its own code, so nothing happens after the checkpointed instant. runc thaws a paused
+ * container when it sends SIGKILL; the resume covers runtimes that do not and runs while the exit is
+ * awaited (the wait is registered before the kill, so the exit cannot be missed). The stopped task
+ * stays, like the container record, for its owner to delete (as after containerd's own checkpoint with exit).
  */
 async function stopFrozenTask(containerd: ContainerdClient, containerId: string, call: { namespace: string }): Promise<void> {
+  const exited = containerd.waitTask(containerId, { ...call, timeoutMs: 30_000 });
+  exited.catch(() => undefined);
   await containerd.killTask(containerId, SIGKILL, call);
-  await containerd.resumeTask(containerId, call).catch(() => undefined);
-  await containerd.waitTask(containerId, { ...call, timeoutMs: 30_000 });
+  await Promise.all([exited, containerd.resumeTask(containerId, call).catch(() => undefined)]);
+}
+
+/**
+ * Awaits all of `work` (so that nothing is still running when the caller rolls back) and then throws
+ * the first failure in list order, the order of importance; else resolves to all results.
+ */
+export async function firstFailure<T extends readonly unknown[]>(work: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(work);
+  const failed = results.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** Runs the undo steps whose condition holds, in order, logging (not throwing) their failures. */

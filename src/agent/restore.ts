@@ -3,7 +3,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { InvalidInputError, KybernateError, NotFoundError } from '../lib/errors.ts';
-import { ROOTFS_DIFF_MEDIA_TYPE, criuLogErrors, rollback, type AgentContext } from './checkpoint.ts';
+import { ROOTFS_DIFF_MEDIA_TYPE, criuLogErrors, firstFailure, rollback, type AgentContext } from './checkpoint.ts';
+import type { ContainerdClient } from './containerd/client.ts';
 import { encodeRestoreTaskOptions } from './containerd/runc-options.ts';
 import type { Mount } from './containerd/types.ts';
 import { AlreadyExistsError, BaseImageMissingError, ContainerdError, PidCollisionError } from './errors.ts';
@@ -11,7 +12,7 @@ import type { GpuUuidPair } from './cuda/api.ts';
 import { gpuSupportOf } from './gpu/support.ts';
 import { restoreTaskGpu } from './gpu/task-gpu.ts';
 import type { ReportStep } from './operations/registry.ts';
-import { checkRestoreTarget, parseSpec, restoreSpec, type RestoreTarget } from './spec.ts';
+import { SANDBOX_KIND, SANDBOX_KIND_LABEL, checkRestoreTarget, parseSpec, restoreSpec, sandboxHoldingNetns, type RestoreTarget } from './spec.ts';
 import { ROOTFS_DIFF_FILE, SPEC_FILE, isValidCheckpointId, type CheckpointManifest } from './store/manifest.ts';
 
 export const OCI_SPEC_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
@@ -62,8 +63,7 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
   validateRestoreRequest(request);
   const { containerd, store } = ctx;
   const timings: Record<string, number> = {};
-  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    step(name);
+  const measure = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     try {
       return await fn();
@@ -71,51 +71,20 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
       timings[name] = Math.round((performance.now() - t0) * 100) / 100;
     }
   };
+  const timed = <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    step(name);
+    return measure(name, fn);
+  };
 
-  // Checksums are checked before anything else: a corrupted artifact never reaches CRIU.
-  const manifest = await timed('verify', () => store.verify(request.checkpointId));
-  const { namespace, containerId } = restoreDestination(request, manifest);
-  const { source } = manifest;
-  const context = { checkpoint: manifest.id, namespace, container: containerId };
+  // The manifest only says where the restore goes; nothing reaches CRIU before every file is verified.
+  const unverified = await store.get(request.checkpointId);
+  const { namespace, containerId } = restoreDestination(request, unverified);
+  const { source } = unverified;
+  const context = { checkpoint: unverified.id, namespace, container: containerId };
   const log = ctx.log.child(context);
   checkRestoreTarget(source.networkNamespace, request.target, context);
   const call = { namespace };
-
-  await timed('preflight', async () => {
-    const checkImage = async (): Promise<void> => {
-      if (!source.image.ref) return;
-      const image = await containerd.getImage(source.image.ref, call).catch((err: unknown): never => {
-        if (err instanceof NotFoundError) throw new BaseImageMissingError(`base image ${source.image.ref} is not on this node (namespace ${namespace})`, context);
-        throw err;
-      });
-      if (source.image.digest && image.target?.digest !== source.image.digest) {
-        throw new BaseImageMissingError(`base image ${source.image.ref} is ${image.target?.digest}, the checkpoint needs ${source.image.digest}`, context);
-      }
-    };
-    const checkSnapshot = async (): Promise<void> => {
-      if (!source.snapshotParent) return;
-      await containerd.statSnapshot(source.snapshotter, source.snapshotParent, call).catch((err: unknown): never => {
-        if (err instanceof NotFoundError) {
-          throw new BaseImageMissingError(`base image ${source.image.ref} is not unpacked for snapshotter ${source.snapshotter} (no snapshot ${source.snapshotParent})`, context);
-        }
-        throw err;
-      });
-    };
-    const checkContainerIdFree = async (): Promise<void> => {
-      const existing = await containerd.getContainer(containerId, call).catch((err: unknown) => {
-        if (err instanceof NotFoundError) return undefined;
-        throw err;
-      });
-      if (existing) throw new AlreadyExistsError(`container ${containerId} exists already in namespace ${namespace}`, context);
-    };
-    // In this order of importance when several fail: the image is the first thing an operator must fix.
-    const results = await Promise.allSettled([checkImage(), checkSnapshot(), checkContainerIdFree()]);
-    const failed = results.find((result) => result.status === 'rejected');
-    if (failed) throw failed.reason;
-  });
-
-  const artifact = store.artifactPath(manifest.id);
-  const spec = restoreSpec(parseSpec(await fs.readFile(path.join(artifact, SPEC_FILE), 'utf8')), containerId, namespace, request.target);
+  const artifact = store.artifactPath(unverified.id);
   const leaseId = `kybernate-restore-${containerId}-${randomBytes(4).toString('hex')}`;
   const lease = { namespace, lease: leaseId };
   const logPath = restoreLogPath(ctx.logDir, namespace, containerId);
@@ -123,38 +92,59 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
   let workspaceDir: string | undefined;
   let succeeded = false;
   try {
-    await containerd.createLease(leaseId, new Date(Date.now() + LEASE_TTL_MS), { 'kybernate.io/checkpoint': manifest.id }, call);
-    created.lease = true;
+    // The checksums, the containerd preflight, the lease and the target pod's sandbox are independent
+    // reads (the lease is undone on failure), so they overlap; the verify error wins when several fail.
+    const [manifest, , specJson, sandboxId] = await timed('verify', () =>
+      firstFailure([
+        measure('checksums', () => store.verify(request.checkpointId)),
+        measure('preflight', () => preflight(containerd, unverified.source, containerId, context, call)),
+        fs.readFile(path.join(artifact, SPEC_FILE), 'utf8'),
+        request.target.netnsPath ? measure('sandbox', () => findSandbox(containerd, request.target.netnsPath!, call)) : Promise.resolve(undefined),
+        containerd.createLease(leaseId, new Date(Date.now() + LEASE_TTL_MS), { 'kybernate.io/checkpoint': unverified.id }, call).then(() => {
+          created.lease = true;
+        }),
+      ] as const),
+    );
+    const spec = restoreSpec(parseSpec(specJson), containerId, namespace, request.target, sandboxId);
+    if (sandboxId) log.debug({ sandbox: sandboxId }, 'restoring into the shim of the target pod sandbox');
 
-    const mounts = await timed('rootfs', async () => {
-      const mounts = await containerd.prepareSnapshot(source.snapshotter, containerId, source.snapshotParent, lease);
-      created.snapshot = true;
-      await applyRootfsDiff(ctx, manifest, artifact, mounts, lease);
-      return mounts;
-    });
-
-    await timed('container', async () => {
-      const options = source.runtime.options;
-      await containerd.createContainer(
-        {
-          id: containerId,
-          labels: { 'kybernate.io/checkpoint': manifest.id },
-          image: source.image.ref,
-          runtime: { name: source.runtime.name, options: options ? { type_url: options.typeUrl, value: Buffer.from(options.valueBase64, 'base64') } : null },
-          spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
-          snapshotter: source.snapshotter,
-          snapshot_key: containerId,
-        },
-        call,
-      );
-      created.container = true;
-    });
-
-    const workspace = await timed('workspace', () => store.prepareRestoreWorkspace(manifest.id, `restore-${containerId}`));
-    workspaceDir = workspace.dir;
+    // Snapshot + rootfs diff, the container record and the CRIU image links do not depend on each other.
+    const [mounts, , workspace] = await timed('prepare', () =>
+      firstFailure([
+        measure('rootfs', async () => {
+          const mounts = await containerd.prepareSnapshot(source.snapshotter, containerId, source.snapshotParent, lease);
+          created.snapshot = true;
+          await applyRootfsDiff(ctx, manifest, artifact, mounts, lease);
+          return mounts;
+        }),
+        measure('container', async () => {
+          const options = source.runtime.options;
+          await containerd.createContainer(
+            {
+              id: containerId,
+              labels: { 'kybernate.io/checkpoint': manifest.id },
+              image: source.image.ref,
+              runtime: { name: source.runtime.name, options: options ? { type_url: options.typeUrl, value: Buffer.from(options.valueBase64, 'base64') } : null },
+              spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
+              snapshotter: source.snapshotter,
+              snapshot_key: containerId,
+            },
+            call,
+          );
+          created.container = true;
+        }),
+        measure('workspace', async () => {
+          const [workspace] = await Promise.all([
+            store.prepareRestoreWorkspace(manifest.id, `restore-${containerId}`),
+            fs.mkdir(path.dirname(logPath), { recursive: true, mode: 0o700 }),
+          ]);
+          workspaceDir = workspace.dir;
+          return workspace;
+        }),
+      ] as const),
+    );
 
     await timed('task-create', async () => {
-      await fs.mkdir(path.dirname(logPath), { recursive: true, mode: 0o700 });
       const runtimeOptions = source.runtime.options ? { type_url: source.runtime.options.typeUrl, value: Buffer.from(source.runtime.options.valueBase64, 'base64') } : null;
       const stdio = `file://${logPath}`;
       await containerd.createTask(
@@ -197,6 +187,62 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
       ['remove work dir', workspaceDir !== undefined, () => store.removeWorkDir(workspaceDir!)],
     ]);
   }
+}
+
+/** The checkpoint's base image (with the recorded digest) and its unpacked snapshot exist, and the new container id is free. */
+async function preflight(
+  containerd: ContainerdClient,
+  source: CheckpointManifest['source'],
+  containerId: string,
+  context: Record<string, unknown>,
+  call: { namespace: string },
+): Promise<void> {
+  const { namespace } = call;
+  const checkImage = async (): Promise<void> => {
+    if (!source.image.ref) return;
+    const image = await containerd.getImage(source.image.ref, call).catch((err: unknown): never => {
+      if (err instanceof NotFoundError) throw new BaseImageMissingError(`base image ${source.image.ref} is not on this node (namespace ${namespace})`, context);
+      throw err;
+    });
+    if (source.image.digest && image.target?.digest !== source.image.digest) {
+      throw new BaseImageMissingError(`base image ${source.image.ref} is ${image.target?.digest}, the checkpoint needs ${source.image.digest}`, context);
+    }
+  };
+  const checkSnapshot = async (): Promise<void> => {
+    if (!source.snapshotParent) return;
+    await containerd.statSnapshot(source.snapshotter, source.snapshotParent, call).catch((err: unknown): never => {
+      if (err instanceof NotFoundError) {
+        throw new BaseImageMissingError(`base image ${source.image.ref} is not unpacked for snapshotter ${source.snapshotter} (no snapshot ${source.snapshotParent})`, context);
+      }
+      throw err;
+    });
+  };
+  const checkContainerIdFree = async (): Promise<void> => {
+    const existing = await containerd.getContainer(containerId, call).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    if (existing) throw new AlreadyExistsError(`container ${containerId} exists already in namespace ${namespace}`, context);
+  };
+  // In this order of importance when several fail: the image is the first thing an operator must fix.
+  await firstFailure([checkImage(), checkSnapshot(), checkContainerIdFree()] as const);
+}
+
+/**
+ * The pod sandbox container (CRI's label) that holds the target netns, whose shim the restored task
+ * joins; none (a shim of its own) when no sandbox container names that netns, e.g. outside Kubernetes.
+ */
+async function findSandbox(containerd: ContainerdClient, netnsPath: string, call: { namespace: string }): Promise<string | undefined> {
+  const sandboxes = await containerd.listContainers(call, [`labels."${SANDBOX_KIND_LABEL}"==${SANDBOX_KIND}`]);
+  const parsed = sandboxes.flatMap((container) => {
+    if (!container.spec) return [];
+    try {
+      return [{ id: container.id, spec: parseSpec(container.spec.value.toString('utf8')) }];
+    } catch {
+      return [];
+    }
+  });
+  return sandboxHoldingNetns(parsed, netnsPath);
 }
 
 /** An uncompressed tar that holds no entry is only its end-of-archive zero blocks. */

@@ -5,6 +5,7 @@ import type { NamespaceOriginKind } from './store/manifest.ts';
 /** The parts of an OCI runtime spec the agent reads or rewrites; everything else passes through untouched. */
 export interface OciSpec {
   mounts?: OciMount[];
+  annotations?: Record<string, string>;
   linux?: {
     namespaces?: { type: string; path?: string }[];
     cgroupsPath?: string;
@@ -95,8 +96,39 @@ export function restoredCgroupsPath(original: string | undefined, containerId: s
   return `${parent.replace(/\/$/, '')}/${containerId}`;
 }
 
-/** The spec of the restored container: the checkpoint's, placed into the target. Does not modify `spec`. */
-export function restoreSpec(spec: OciSpec, containerId: string, namespace: string, target: RestoreTarget): OciSpec {
+/**
+ * The runc v2 shim serves every container whose spec names the same group (these annotations, in the
+ * shim's order) from one process; Kubernetes' CRI puts each pod container into its sandbox's shim with
+ * the sandbox-id annotation. A container without them gets a shim of its own (a new process, ~75 ms).
+ */
+export const SHIM_GROUP_ANNOTATIONS = ['io.containerd.runc.v2.group', 'io.kubernetes.cri.sandbox-id'] as const;
+export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
+/** The label CRI puts on a pod's sandbox container (the one holding its namespaces). */
+export const SANDBOX_KIND_LABEL = 'io.cri-containerd.kind';
+export const SANDBOX_KIND = 'sandbox';
+
+/** The sandbox container that holds `netnsPath`: the one whose spec joins that network namespace. */
+export function sandboxHoldingNetns(sandboxes: { id: string; spec: OciSpec }[], netnsPath: string): string | undefined {
+  return sandboxes.find(({ spec }) => spec.linux?.namespaces?.some((ns) => ns.type === 'network' && ns.path === netnsPath))?.id;
+}
+
+/**
+ * The shim group of a container restored into a pod: the target pod's sandbox when one holds the target
+ * netns (its running shim serves the restored task too, no new shim process), else none. The
+ * checkpoint's own group names the source pod, whose shim must never serve a container of another pod.
+ */
+function shimGroupAnnotations(annotations: Record<string, string> | undefined, sandboxId: string | undefined): Record<string, string> | undefined {
+  const kept = Object.entries(annotations ?? {}).filter(([key]) => !(SHIM_GROUP_ANNOTATIONS as readonly string[]).includes(key));
+  if (sandboxId) kept.push([SANDBOX_ID_ANNOTATION, sandboxId]);
+  return kept.length > 0 || annotations ? Object.fromEntries(kept) : undefined;
+}
+
+/**
+ * The spec of the restored container: the checkpoint's, placed into the target. `sandboxId` (restores
+ * into a pod only): the target pod's sandbox container, whose shim the restored task joins. Does not
+ * modify `spec`.
+ */
+export function restoreSpec(spec: OciSpec, containerId: string, namespace: string, target: RestoreTarget, sandboxId?: string): OciSpec {
   const linux = { ...(spec.linux ?? {}) };
   if (target.netnsPath) {
     const others = (linux.namespaces ?? []).filter((ns) => ns.type !== 'network');
@@ -124,5 +156,6 @@ export function restoreSpec(spec: OciSpec, containerId: string, namespace: strin
     }
     mounts = [...byDestination.values()];
   }
-  return { ...spec, mounts, linux };
+  const annotations = target.netnsPath ? shimGroupAnnotations(spec.annotations, sandboxId) : spec.annotations;
+  return { ...spec, mounts, linux, ...(annotations ? { annotations } : {}) };
 }

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { SANDBOX_ID_ANNOTATION, SANDBOX_KIND, SANDBOX_KIND_LABEL } from '../../src/agent/spec.ts';
 import { TEST_IMAGE_REF, testImageArgs } from '../harness/containerd/index.ts';
 import { agentDirs, spawnAgentProcess, stopAgentProcess, useAgentStack, type AgentFixture } from './helpers/agent.ts';
 import { removeTestContainer, runTestContainer } from './helpers/containers.ts';
@@ -168,15 +169,37 @@ describe('counter: checkpoint, kill, restore continues where it stopped', () => 
   });
 });
 
+/** A pod's sandbox container as CRI makes it (its label, the pod's netns), sleeping. */
+async function startSandbox(id: string, netnsPath: string): Promise<void> {
+  const labels = { [SANDBOX_KIND_LABEL]: SANDBOX_KIND };
+  await runTestContainer(t.ctrd, { id, image: TEST_IMAGE_REF, args: ['/bin/sleep', '100000'], namespace: t.namespace, netnsPath, labels, logPath: t.originalLog(id) });
+}
+
+/** The runc shim that serves a task (containerd writes its socket address into the task's bundle). */
+async function shimAddress(id: string): Promise<string> {
+  return fs.readFile(path.join(t.stateDir, 'io.containerd.runtime.v2.task', t.namespace, id, 'address'), 'utf8');
+}
+
 describe('HTTP server restored into another network namespace', () => {
   // Linux 6.16+ needs CRIU >= 4.2, or the stack's 4.1.1 with scripts/containerd's sockopt patch (criu#2705).
-  it('answers on the same port with the same state, and a standalone restore of it is refused', async () => {
+  it('answers on the same port with the same state in the target pod\'s shim, and a standalone restore of it is refused', async () => {
     const { containerd } = stack();
     const suffix = randomBytes(3).toString('hex');
     const podA = await createNetns(`kyb-a-${suffix}`);
     const podB = await createNetns(`kyb-b-${suffix}`);
     try {
-      await runTestContainer(t.ctrd, { id: 'http', image: TEST_IMAGE_REF, args: testImageArgs.http(8080), namespace: t.namespace, netnsPath: podA.path, logPath: t.originalLog('http') });
+      await startSandbox('sandbox-a', podA.path);
+      await startSandbox('sandbox-b', podB.path);
+      await runTestContainer(t.ctrd, {
+        id: 'http',
+        image: TEST_IMAGE_REF,
+        args: testImageArgs.http(8080),
+        namespace: t.namespace,
+        netnsPath: podA.path,
+        annotations: { [SANDBOX_ID_ANNOTATION]: 'sandbox-a' },
+        logPath: t.originalLog('http'),
+      });
+      expect(await shimAddress('http')).toBe(await shimAddress('sandbox-a'));
       const token = await waitFor('httpd in netns A', () => httpGetInNamespace(podA.path, 8080));
       expect(token).toMatch(/^kybernate-test http /);
 
@@ -196,11 +219,13 @@ describe('HTTP server restored into another network namespace', () => {
       expect(await httpGetInNamespace(podA.path, 8080)).toBeUndefined();
       const cgroup = await fs.readFile(`/proc/${(await t.ctrd.getTask('http-restored', { namespace: t.namespace })).pid}/cgroup`, 'utf8');
       expect(cgroup).toContain('/kybernate-test-pod/http-restored');
+      // The target pod's sandbox shim serves the restored task (no shim of its own, not the source pod's).
+      expect(await shimAddress('http-restored')).toBe(await shimAddress('sandbox-b'));
       await removeTestContainer(t.ctrd, 'http-restored', t.namespace, t.stateDir);
+      for (const sandbox of ['sandbox-a', 'sandbox-b']) await removeTestContainer(t.ctrd, sandbox, t.namespace, t.stateDir);
       expect(await leftovers(containerd, t.dirs, [])).toEqual([]);
     } finally {
-      await removeTestContainer(t.ctrd, 'http', t.namespace, t.stateDir);
-      await removeTestContainer(t.ctrd, 'http-restored', t.namespace, t.stateDir);
+      for (const id of ['http', 'http-restored', 'sandbox-a', 'sandbox-b']) await removeTestContainer(t.ctrd, id, t.namespace, t.stateDir);
       await podA.remove();
       await podB.remove();
     }

@@ -158,8 +158,9 @@ export class ContainerdClient {
     return res.container;
   }
 
-  async listContainers(options: CallOptions): Promise<Container[]> {
-    const res = await this.unary<{ containers: Container[] }>('containers', 'List', { filters: [] }, options);
+  /** `filters` in containerd's syntax, e.g. `labels."io.cri-containerd.kind"==sandbox` (any one may match). */
+  async listContainers(options: CallOptions, filters: string[] = []): Promise<Container[]> {
+    const res = await this.unary<{ containers: Container[] }>('containers', 'List', { filters }, options);
     return res.containers;
   }
 

@@ -37,6 +37,12 @@ export interface TestContainerOptions {
   namespace: string;
   /** join this network namespace (a pod sandbox's); default: a new one */
   netnsPath?: string;
+  /** the container's cgroup is <cgroupParent>/<id> (a pod's cgroup); default: /<namespace> */
+  cgroupParent?: string;
+  /** OCI spec annotations, e.g. CRI's io.kubernetes.cri.sandbox-id, which puts a pod's containers into one shim */
+  annotations?: Record<string, string>;
+  /** containerd labels of the container record, e.g. CRI's io.cri-containerd.kind=sandbox */
+  labels?: Record<string, string>;
   /** share the host's pid namespace */
   hostPid?: boolean;
   logPath: string;
@@ -64,6 +70,7 @@ export function testSpec(options: TestContainerOptions): Record<string, unknown>
     },
     root: { path: 'rootfs' },
     hostname: options.id,
+    ...(options.annotations ? { annotations: options.annotations } : {}),
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -75,7 +82,7 @@ export function testSpec(options: TestContainerOptions): Record<string, unknown>
     ],
     linux: {
       namespaces,
-      cgroupsPath: `/${options.namespace}/${options.id}`,
+      cgroupsPath: `${options.cgroupParent ?? `/${options.namespace}`}/${options.id}`,
       resources: { devices: [{ allow: false, access: 'rwm' }] },
       maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi'],
       readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
@@ -91,6 +98,7 @@ export interface ContainerWithSnapshot {
   readonly snapshotter?: string;
   /** The image's chain id when the caller already has it (keeps the lookup out of a timed section). */
   readonly parent?: string;
+  readonly labels?: Record<string, string>;
 }
 
 /** Creates a container and its rootfs snapshot from an image; returns the rootfs mounts for its task. */
@@ -103,7 +111,7 @@ export async function createContainerWithSnapshot(client: ContainerdClient, opti
   await client.createContainer(
     {
       id: options.id,
-      labels: {},
+      labels: options.labels ?? {},
       image: options.image,
       runtime: { name: 'io.containerd.runc.v2', options: null },
       spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(options.spec)) },

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FailedPreconditionError } from '../../../src/agent/errors.ts';
 import { InvalidInputError } from '../../../src/lib/errors.ts';
-import { checkRestoreTarget, namespaceOrigin, restoreSpec, restoredCgroupsPath, type OciSpec } from '../../../src/agent/spec.ts';
+import { checkRestoreTarget, namespaceOrigin, restoreSpec, restoredCgroupsPath, sandboxHoldingNetns, type OciSpec } from '../../../src/agent/spec.ts';
 
 const spec: OciSpec = {
   ociVersion: '1.1.0',
@@ -71,5 +71,29 @@ describe('restoreSpec', () => {
     ]);
     expect(out.linux?.devices).toEqual([{ path: '/dev/nvidia0', type: 'c', major: 195, minor: 0 }]);
     expect(out.linux?.resources?.devices?.at(-1)).toEqual({ allow: true, type: 'c', major: 195, minor: 0, access: 'rwm' });
+  });
+
+  it('puts a container restored into a pod into the shim group of the target sandbox, never the source pod\'s', () => {
+    const inPod: OciSpec = { ...spec, annotations: { 'io.kubernetes.cri.sandbox-id': 'old-pod', 'io.containerd.runc.v2.group': 'old-pod', other: 'kept' } };
+    const target = { netnsPath: '/var/run/netns/new' };
+    expect(restoreSpec(inPod, 'r', 'k8s.io', target, 'new-pod').annotations).toEqual({ other: 'kept', 'io.kubernetes.cri.sandbox-id': 'new-pod' });
+    // No sandbox holds the target netns: a shim of its own rather than the source pod's.
+    expect(restoreSpec(inPod, 'r', 'k8s.io', target).annotations).toEqual({ other: 'kept' });
+    expect(restoreSpec(spec, 'r', 'k8s.io', target, 'new-pod').annotations).toEqual({ 'io.kubernetes.cri.sandbox-id': 'new-pod' });
+    expect(restoreSpec(spec, 'r', 'k8s.io', target).annotations).toBeUndefined();
+  });
+
+  it('keeps the annotations of a standalone restore as they were', () => {
+    const annotated: OciSpec = { ...spec, annotations: { 'io.containerd.runc.v2.group': 'g' } };
+    expect(restoreSpec(annotated, 'r', 'default', {}).annotations).toEqual({ 'io.containerd.runc.v2.group': 'g' });
+  });
+});
+
+describe('sandboxHoldingNetns', () => {
+  it('finds the sandbox container whose spec joins the network namespace', () => {
+    const sandbox = (id: string, netns?: string) => ({ id, spec: { linux: { namespaces: [{ type: 'network', ...(netns ? { path: netns } : {}) }] } } });
+    const sandboxes = [sandbox('a', '/var/run/netns/a'), sandbox('own'), sandbox('b', '/var/run/netns/b')];
+    expect(sandboxHoldingNetns(sandboxes, '/var/run/netns/b')).toBe('b');
+    expect(sandboxHoldingNetns(sandboxes, '/var/run/netns/c')).toBeUndefined();
   });
 });
