@@ -1,7 +1,12 @@
+import fs from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { KybernateCheckpoint, KybernateRestore } from '../../../src/api/index.ts';
+import { findCondition, type KybernateCheckpoint, type KybernateRestore } from '../../../src/api/index.ts';
+import type { CudaCheckpointApi, GpuUuidPair } from '../../../src/agent/cuda/api.ts';
+import { systemGpuSupport } from '../../../src/agent/gpu/support.ts';
+import { FakeCudaDriver } from '../../cuda/fake-driver.ts';
 import { GrpcNodeAgent } from '../../../src/controller/agent/grpc-node-agent.ts';
 import { getOptional } from '../../../src/lib/kube/client.ts';
 import { CHECKPOINTS, PODS, RESTORES } from '../../../src/lib/kube/resources.ts';
@@ -73,4 +78,84 @@ describe('controller + gRPC node agent + containerd/CRIU', () => {
     await waitFor('checkpoint object gone', async () => (await getOptional(env.kube, CHECKPOINTS, ns, 'snap')) === undefined, 30_000);
     expect((await t.client.listCheckpoints()).checkpoints.map((c) => c.id)).not.toContain(`${ns}.snap`);
   });
+
+  it('a gpu.enabled checkpoint asks the agent for a GPU checkpoint and shows what it captured; the restore brings the GPU state back (FakeCudaDriver)', async () => {
+    const t = stack();
+    const containerId = 'cuda-server';
+    const GPU = 'GPU-00000000-0000-0000-0000-000000000001';
+    // Holding a file named /dev/nvidia-fake open makes the shell a CUDA candidate for the agent.
+    const args = ['/bin/sh', '-c', 'touch /dev/nvidia-fake; exec 3</dev/nvidia-fake; i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done'];
+    const pid = await runTestContainer(t.ctrd, { id: containerId, image: TEST_IMAGE_REF, args, namespace: t.namespace, logPath: t.originalLog(containerId) });
+    for (let i = 0; i < 100 && !(await fs.readlink(`/proc/${pid}/fd/3`).catch(() => '')).startsWith('/dev/nvidia'); i++) await sleep(50);
+    const cuda = new RestoredPidsFakeCuda(pid);
+    // The real agent with a TEST DOUBLE for libcuda/NVML (no GPU here): one 16 GiB GPU, the shell holding 1 GiB on it.
+    t.agent.agent.ctx.gpu = {
+      ...systemGpuSupport(),
+      driver: async () => cuda,
+      availability: async () => ({
+        driverVersion: 'test',
+        cudaDriverApiVersion: 13000,
+        source: 'nvml',
+        gpus: [{ index: 0, uuid: GPU, name: 'Test GPU', memoryTotalBytes: 2 ** 34, memoryFreeBytes: 2 ** 33, memoryUsedBytes: 2 ** 33, processes: [{ pid, usedBytes: 2 ** 30 }] }],
+      }),
+    };
+    try {
+      await createPod('cuda');
+      await runPod(env.kube, ns, 'cuda');
+      await env.kube.create(CHECKPOINTS, { apiVersion: 'kybernate.io/v1alpha1', kind: 'KybernateCheckpoint', metadata: { name: 'gpu-snap', namespace: ns }, spec: { podName: 'cuda', gpu: { enabled: true } } });
+      const done = await phase<KybernateCheckpoint>(CHECKPOINTS, 'gpu-snap', 'Completed');
+      expect(done.status?.gpu).toEqual({ driverVersion: 'test', driverApiVersion: 13000, processes: 1, devices: [{ uuid: GPU, model: 'Test GPU', memoryTotalBytes: 2 ** 34, capturedBytes: 2 ** 30 }] });
+      expect(done.status?.gpuMemoryBytes).toBe(2 ** 30);
+      expect(cuda.state(pid)).toBe('checkpointed');
+      await removeTestContainer(t.ctrd, containerId, t.namespace, t.stateDir);
+
+      cuda.adoptRestoredPids = true;
+      await createPod('cuda-restored');
+      await env.kube.create(RESTORES, { apiVersion: 'kybernate.io/v1alpha1', kind: 'KybernateRestore', metadata: { name: 'gpu-back', namespace: ns }, spec: { checkpointRef: 'gpu-snap', targetPod: { name: 'cuda-restored' } } });
+      const restored = await phase<KybernateRestore>(RESTORES, 'gpu-back', 'Completed');
+      expect(restored.status?.gpuMemoryBytes).toBe(2 ** 30);
+      // Today's agent reports no GPUs in GetStatus: no preflight, said so in the condition.
+      expect(findCondition(restored.status?.conditions, 'GpuReady')).toMatchObject({ status: 'Unknown', reason: 'GpuNotReported' });
+      const task = await t.ctrd.getTask(containerId, { namespace: t.namespace });
+      expect(cuda.state(task.pid)).toBe('running');
+    } finally {
+      t.agent.agent.ctx.gpu = undefined;
+      await removeTestContainer(t.ctrd, containerId, t.namespace, t.stateDir).catch(() => undefined);
+    }
+  });
 });
+
+/**
+ * TEST DOUBLE of libcuda's checkpoint API over FakeCudaDriver, one per host pid. With
+ * `adoptRestoredPids`, a pid it has not seen is a process CRIU just restored (a new host pid): the
+ * driver sees it CUDA-checkpointed, as the real one sees a restored CUDA process.
+ */
+class RestoredPidsFakeCuda implements CudaCheckpointApi {
+  readonly driverApiVersion = 13000;
+  adoptRestoredPids = false;
+  private readonly drivers = new Map<number, FakeCudaDriver>();
+
+  constructor(runningPid: number) {
+    this.drivers.set(runningPid, new FakeCudaDriver({ [runningPid]: 'running' }));
+  }
+
+  state(pid: number) {
+    return this.drivers.get(pid)?.state(pid);
+  }
+
+  private of(pid: number): FakeCudaDriver {
+    let driver = this.drivers.get(pid);
+    if (!driver) {
+      driver = new FakeCudaDriver(this.adoptRestoredPids ? { [pid]: 'checkpointed' } : {});
+      if (this.adoptRestoredPids) this.drivers.set(pid, driver);
+    }
+    return driver;
+  }
+
+  lock = (pid: number, timeoutMs: number) => this.of(pid).lock(pid, timeoutMs);
+  checkpoint = (pid: number) => this.of(pid).checkpoint(pid);
+  restore = (pid: number, gpuPairs?: readonly GpuUuidPair[]) => this.of(pid).restore(pid, gpuPairs);
+  unlock = (pid: number) => this.of(pid).unlock(pid);
+  getState = (pid: number) => this.of(pid).getState(pid);
+  getRestoreThreadId = (pid: number) => this.of(pid).getRestoreThreadId(pid);
+}
