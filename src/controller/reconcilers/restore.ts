@@ -95,7 +95,9 @@ export class RestoreReconciler implements Reconciler {
   /** The GPU preflight: asks the target node's agent for its GPUs only when the checkpoint holds GPU state. */
   private async gpuPlacement(restore: KybernateRestore, checkpoint: KybernateCheckpoint, node: string): Promise<GpuPlacement> {
     const captured = checkpoint.status?.gpu;
-    if (!captured?.devices.length) return { kind: 'not-needed' };
+    // A Running restore may be in the agent already (the controller restarted mid-restore): the GPU memory
+    // it is filling would fail the check. The idempotent Restore call re-attaches to it instead.
+    if (!captured?.devices.length || restore.status?.phase === 'Running') return { kind: 'not-needed' };
     // An unreachable agent throws UnavailableError: the reconcile is retried with the queue's backoff.
     const report = (await this.deps.agent.status(node)).gpu;
     return decideGpuPlacement({ node, captured, report, deviceMapping: restore.spec.gpu?.deviceMapping ?? [] });
