@@ -326,8 +326,9 @@ export class WorkloadReconciler implements Reconciler {
   }
 
   /**
-   * The restore's GpuReady condition, copied onto the workload: why a wake is held back (no compatible
-   * GPU on the checkpoint's node) shows where users look. A Warning event marks each new reason.
+   * The restore's GpuReady condition (and its message as the workload's), copied onto the workload: why
+   * a wake is held back (no compatible GPU on the checkpoint's node) shows where users look. A Warning
+   * event marks each new reason.
    */
   private async mirrorGpuReady(observed: Observed, restore: KybernateRestore): Promise<void> {
     const gpuReady = findCondition(restore.status?.conditions, 'GpuReady');
@@ -337,7 +338,7 @@ export class WorkloadReconciler implements Reconciler {
     const message = `restore ${restore.metadata?.name}: ${gpuReady.message}`;
     const { written, workload } = await this.writeStatus(observed, (status) => ({
       ...status,
-      ...(waiting ? { message: `waiting for a compatible GPU: ${message}` } : {}),
+      message: waiting ? `waiting for a compatible GPU: ${message}` : message,
       conditions: withConditions(status.conditions, observed, [{ type: 'GpuReady', status: gpuReady.status, reason: gpuReady.reason, message }]),
     }));
     if (!written || !workload || !waiting || (previous?.status === 'False' && previous.reason === gpuReady.reason)) return;
