@@ -120,6 +120,13 @@ export const RESTORE_KIND: KindDefinition = {
     { name: 'Pod', type: 'string', jsonPath: '.status.restoredPod', description: 'Pod running the restored container.' },
     { name: 'Node', type: 'string', jsonPath: '.status.node', description: 'Node the restore ran on.' },
     { name: 'Duration', type: 'number', jsonPath: '.status.restoreDurationSeconds', description: 'Restore time in seconds.', priority: 1 },
+    {
+      name: 'GPU',
+      type: 'string',
+      jsonPath: '.status.conditions[?(@.type=="GpuReady")].reason',
+      description: 'GPU preflight: CompatibleGpu, or why the restore waits (NoCompatibleGpu, GpuUnavailable, ...).',
+      priority: 1,
+    },
     AGE_COLUMN,
   ],
 };
