@@ -92,57 +92,76 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
   let workspaceDir: string | undefined;
   let succeeded = false;
   try {
-    // The checksums, the containerd preflight, the lease and the target pod's sandbox are independent
-    // reads (the lease is undone on failure), so they overlap; the verify error wins when several fail.
-    const [manifest, , specJson, sandboxId] = await timed('verify', () =>
-      firstFailure([
-        measure('checksums', () => store.verify(request.checkpointId)),
-        measure('preflight', () => preflight(containerd, unverified.source, containerId, context, call)),
-        fs.readFile(path.join(artifact, SPEC_FILE), 'utf8'),
-        request.target.netnsPath ? measure('sandbox', () => findSandbox(containerd, request.target.netnsPath!, call)) : Promise.resolve(undefined),
-        containerd.createLease(leaseId, new Date(Date.now() + LEASE_TTL_MS), { 'kybernate.io/checkpoint': unverified.id }, call).then(() => {
-          created.lease = true;
-        }),
-      ] as const),
+    // Hashing every file takes longest, so it runs beside everything up to the task: the preflight, the
+    // lease, the target pod's sandbox, the snapshot with the rootfs diff (containerd checks the diff's
+    // digest itself), the container record and the image links. All of that is undone if the artifact
+    // is corrupt, and the verify error is the one reported; no task (shim, runc, CRIU) starts before it passes.
+    const verification = measure('checksums', () => store.verify(request.checkpointId));
+    verification.catch(() => undefined);
+    const unlessCorrupt = async <T>(work: Promise<T>): Promise<T> => {
+      try {
+        return await work;
+      } catch (err) {
+        await verification;
+        throw err;
+      }
+    };
+
+    const [, specJson, sandboxId] = await timed('preflight', () =>
+      unlessCorrupt(
+        firstFailure([
+          preflight(containerd, source, containerId, context, call),
+          fs.readFile(path.join(artifact, SPEC_FILE), 'utf8'),
+          request.target.netnsPath ? measure('sandbox', () => findSandbox(containerd, request.target.netnsPath!, call)) : Promise.resolve(undefined),
+          containerd.createLease(leaseId, new Date(Date.now() + LEASE_TTL_MS), { 'kybernate.io/checkpoint': unverified.id }, call).then(() => {
+            created.lease = true;
+          }),
+        ] as const),
+      ),
     );
     const spec = restoreSpec(parseSpec(specJson), containerId, namespace, request.target, sandboxId);
     if (sandboxId) log.debug({ sandbox: sandboxId }, 'restoring into the shim of the target pod sandbox');
 
     // Snapshot + rootfs diff, the container record and the CRIU image links do not depend on each other.
     const [mounts, , workspace] = await timed('prepare', () =>
-      firstFailure([
-        measure('rootfs', async () => {
-          const mounts = await containerd.prepareSnapshot(source.snapshotter, containerId, source.snapshotParent, lease);
-          created.snapshot = true;
-          await applyRootfsDiff(ctx, manifest, artifact, mounts, lease);
-          return mounts;
-        }),
-        measure('container', async () => {
-          const options = source.runtime.options;
-          await containerd.createContainer(
-            {
-              id: containerId,
-              labels: { 'kybernate.io/checkpoint': manifest.id },
-              image: source.image.ref,
-              runtime: { name: source.runtime.name, options: options ? { type_url: options.typeUrl, value: Buffer.from(options.valueBase64, 'base64') } : null },
-              spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
-              snapshotter: source.snapshotter,
-              snapshot_key: containerId,
-            },
-            call,
-          );
-          created.container = true;
-        }),
-        measure('workspace', async () => {
-          const [workspace] = await Promise.all([
-            store.prepareRestoreWorkspace(manifest.id, `restore-${containerId}`),
-            fs.mkdir(path.dirname(logPath), { recursive: true, mode: 0o700 }),
-          ]);
-          workspaceDir = workspace.dir;
-          return workspace;
-        }),
-      ] as const),
+      unlessCorrupt(
+        firstFailure([
+          measure('rootfs', async () => {
+            const mounts = await containerd.prepareSnapshot(source.snapshotter, containerId, source.snapshotParent, lease);
+            created.snapshot = true;
+            await applyRootfsDiff(ctx, unverified, artifact, mounts, lease);
+            return mounts;
+          }),
+          measure('container', async () => {
+            const options = source.runtime.options;
+            await containerd.createContainer(
+              {
+                id: containerId,
+                labels: { 'kybernate.io/checkpoint': unverified.id },
+                image: source.image.ref,
+                runtime: { name: source.runtime.name, options: options ? { type_url: options.typeUrl, value: Buffer.from(options.valueBase64, 'base64') } : null },
+                spec: { type_url: OCI_SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
+                snapshotter: source.snapshotter,
+                snapshot_key: containerId,
+              },
+              call,
+            );
+            created.container = true;
+          }),
+          measure('workspace', async () => {
+            const [workspace] = await Promise.all([
+              store.prepareRestoreWorkspace(unverified.id, `restore-${containerId}`),
+              fs.mkdir(path.dirname(logPath), { recursive: true, mode: 0o700 }),
+            ]);
+            workspaceDir = workspace.dir;
+            return workspace;
+          }),
+        ] as const),
+      ),
     );
+
+    // What is left of the hashing (usually nothing on a small image).
+    const manifest = await timed('verify', () => verification);
 
     await timed('task-create', async () => {
       const runtimeOptions = source.runtime.options ? { type_url: source.runtime.options.typeUrl, value: Buffer.from(source.runtime.options.valueBase64, 'base64') } : null;
