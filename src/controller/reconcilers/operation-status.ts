@@ -83,8 +83,8 @@ export class OperationRecorder<S extends OperationStatus, T extends KubeObject &
     return result.object;
   }
 
-  async fail(object: T, reason: string, message: string): Promise<void> {
-    await this.write(object, 'Failed', reason, message);
+  async fail(object: T, reason: string, message: string, extraConditions: readonly ConditionInput[] = []): Promise<void> {
+    await this.write(object, 'Failed', reason, message, {}, extraConditions);
     const { namespace, name } = object.metadata ?? {};
     this.deps.log.warn({ kind: this.type.kind, namespace, name, reason, message }, `${this.action.toLowerCase()} failed`);
     await this.deps.events.record(object, 'Warning', reason, this.action, message);

@@ -1,5 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import { findCondition, type KybernateCheckpoint, type KybernateRestore, type KybernateRestoreStatus } from '../../api/index.ts';
+import { findCondition, type ConditionInput, type KybernateCheckpoint, type KybernateRestore, type KybernateRestoreStatus } from '../../api/index.ts';
 import { checkpointIdFor } from '../agent/node-agent.ts';
 import { getOptional } from '../../lib/kube/client.ts';
 import { PODS, RESTORES } from '../../lib/kube/resources.ts';
@@ -63,9 +63,9 @@ export class RestoreReconciler implements Reconciler {
     if (!container.ok) return void (await this.recorder.fail(restore, container.reason, container.message));
 
     const placement = await this.gpuPlacement(restore, checkpoint, node);
-    if (placement.kind === 'invalid') return void (await this.recorder.fail(restore, placement.reason, placement.message));
-    if (placement.kind === 'wait') return this.waitForGpu(restore, placement);
     const gpuReady = gpuReadyCondition(placement);
+    if (placement.kind === 'invalid') return void (await this.recorder.fail(restore, placement.reason, placement.message, [gpuReady!]));
+    if (placement.kind === 'wait') return this.waitForGpu(restore, placement, gpuReady!);
     if (placement.kind === 'unchecked') this.deps.log.warn({ restore: `${namespace}/${name}`, node }, placement.message);
 
     const running = await this.recorder.write(restore, 'Running', 'RestoreInProgress', `restoring ${checkpointRef} into pod ${targetPod.name} on ${node}`, { node }, gpuReady ? [gpuReady] : []);
@@ -108,8 +108,7 @@ export class RestoreReconciler implements Reconciler {
    * called, and the check runs again after a delay that grows with the time waited. The Warning event
    * goes out when the reason changes, not on every retry.
    */
-  private async waitForGpu(restore: KybernateRestore, placement: GpuPlacement & { kind: 'wait' }): Promise<ReconcileResult> {
-    const condition = gpuReadyCondition(placement)!;
+  private async waitForGpu(restore: KybernateRestore, placement: GpuPlacement & { kind: 'wait' }, condition: ConditionInput): Promise<ReconcileResult> {
     const previous = findCondition(restore.status?.conditions, 'GpuReady');
     const written = (await this.recorder.write(restore, 'Pending', placement.reason, placement.message, {}, [condition])) ?? restore;
     if (previous?.status !== 'False' || previous.reason !== placement.reason) {

@@ -127,6 +127,18 @@ describe('GPU pods and the GPU restore preflight (stand-in agent GPU reports) ag
     expect(restored.status?.gpuMemoryBytes).toBe(16 * GiB);
     expect(restoreCalls('target')).toHaveLength(1);
     expect(restoreCalls('target')[0]?.target.deviceMapping).toEqual([{ from: CHECKPOINTED_GPU, to: OTHER_GPU }]);
+
+    // A device mapping that leaves out the checkpointed GPU can never work (the spec is immutable): it fails.
+    await createPod('target-2');
+    await env.kube.create(RESTORES, {
+      apiVersion: 'kybernate.io/v1alpha1',
+      kind: 'KybernateRestore',
+      metadata: { name: 'bad-map', namespace: ns },
+      spec: { checkpointRef: 'snap', targetPod: { name: 'target-2' }, gpu: { deviceMapping: [{ from: OTHER_GPU, to: OTHER_GPU }] } },
+    } as KubeObject);
+    const badMap = await restoreWith('bad-map', (r) => r.status?.phase === 'Failed');
+    expect(gpuReady(badMap)).toMatchObject({ status: 'False', reason: 'InvalidDeviceMapping', message: expect.stringContaining(`maps ${OTHER_GPU}, which the checkpoint did not use`) });
+    expect(restoreCalls('target-2')).toHaveLength(0);
   });
 
   it('a workload wake waits for a compatible GPU on its node (GpuReady on the workload), then restores into a GPU pod', async () => {
