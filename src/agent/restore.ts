@@ -13,7 +13,7 @@ import { gpuSupportOf } from './gpu/support.ts';
 import { restoreTaskGpu } from './gpu/task-gpu.ts';
 import type { ReportStep } from './operations/registry.ts';
 import { SANDBOX_KIND, SANDBOX_KIND_LABEL, checkRestoreTarget, parseSpec, restoreSpec, sandboxHoldingNetns, type RestoreTarget } from './spec.ts';
-import { ROOTFS_DIFF_FILE, SPEC_FILE, isValidCheckpointId, type CheckpointManifest } from './store/manifest.ts';
+import { ROOTFS_DIFF_FILE, SPEC_FILE, isValidCheckpointId, rootfsDiffFile, type CheckpointManifest } from './store/manifest.ts';
 
 export const OCI_SPEC_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
 const LEASE_TTL_MS = 60 * 60 * 1000;
@@ -278,7 +278,7 @@ async function isEmptyTar(file: string, size: number): Promise<boolean> {
  * would mount the snapshot and change nothing.
  */
 async function applyRootfsDiff(ctx: AgentContext, manifest: CheckpointManifest, artifact: string, mounts: Mount[], lease: { namespace: string; lease: string }): Promise<void> {
-  const diffFile = manifest.files.find((file) => file.path === ROOTFS_DIFF_FILE)!;
+  const diffFile = rootfsDiffFile(manifest);
   const diffPath = path.join(artifact, ROOTFS_DIFF_FILE);
   if (await isEmptyTar(diffPath, diffFile.size)) return;
   const digest = `sha256:${diffFile.sha256}`;

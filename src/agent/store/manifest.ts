@@ -8,25 +8,37 @@ export const SPEC_FILE = 'spec.json';
 export const ROOTFS_DIFF_FILE = 'rootfs-diff.tar';
 export const CRIU_DIR = 'criu';
 export const MANIFEST_KIND = 'kybernate.io/checkpoint';
-export const MANIFEST_SCHEMA_VERSION = 1;
+/** Version 2 added chunked digests of large files; version 1 manifests (whole-file sha256 only) are still read. */
+export const MANIFEST_SCHEMA_VERSION = 2;
+const READABLE_SCHEMA_VERSIONS = [1, 2] as const;
 /** What CRIU always writes first; an image directory without it is not a CRIU image. */
 const CRIU_INVENTORY = `${CRIU_DIR}/inventory.img`;
 const CHECKPOINT_ID = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 
-const ArtifactFileSchema = Type.Object({
+const WholeFileSchema = Type.Object({
   path: Type.String({ minLength: 1 }),
   size: Type.Integer({ minimum: 0 }),
   sha256: Sha256,
 });
+
+/** A large file as the sha256 of each `chunkBytes` range (the last one shorter), so that it can be hashed in parallel. */
+const ChunkedFileSchema = Type.Object({
+  path: Type.String({ minLength: 1 }),
+  size: Type.Integer({ minimum: 1 }),
+  chunkBytes: Type.Integer({ minimum: 1 }),
+  chunkSha256: Type.Array(Sha256, { minItems: 1 }),
+});
+
+const ArtifactFileSchema = Type.Union([WholeFileSchema, ChunkedFileSchema]);
 
 /** Where a namespace of the checkpointed task came from: its own, joined by path, or the host's. */
 const NamespaceOrigin = Type.Union([Type.Literal('own'), Type.Literal('path'), Type.Literal('host')]);
 
 export const ManifestSchema = Type.Object({
   kind: Type.Literal(MANIFEST_KIND),
-  schemaVersion: Type.Literal(MANIFEST_SCHEMA_VERSION),
+  schemaVersion: Type.Union(READABLE_SCHEMA_VERSIONS.map((version) => Type.Literal(version))),
   id: Type.String({ pattern: CHECKPOINT_ID.source }),
   createdAt: Type.String({ minLength: 1 }),
   node: Type.String(),
@@ -56,6 +68,9 @@ export const ManifestSchema = Type.Object({
 
 export type CheckpointManifest = Static<typeof ManifestSchema>;
 export type ArtifactFile = Static<typeof ArtifactFileSchema>;
+export type WholeFile = Static<typeof WholeFileSchema>;
+/** What a file's checksum is recorded as: its whole sha256, or one per chunk. */
+export type FileDigest = { sha256: string } | { chunkBytes: number; chunkSha256: string[] };
 export type NamespaceOriginKind = CheckpointManifest['source']['networkNamespace'];
 
 export function isValidCheckpointId(id: string): boolean {
@@ -84,7 +99,7 @@ export function parseManifest(text: string, expectedId?: string): CheckpointMani
   if (!Value.Check(ManifestSchema, value)) {
     const first = Value.Errors(ManifestSchema, value).First();
     const where = first ? `${first.path || '/'}: ${first.message}` : 'unknown field';
-    throw new CorruptArtifactError(`checkpoint manifest is not a ${MANIFEST_KIND} v${MANIFEST_SCHEMA_VERSION} manifest (${where})`, {
+    throw new CorruptArtifactError(`checkpoint manifest is not a ${MANIFEST_KIND} v${READABLE_SCHEMA_VERSIONS.join('/v')} manifest (${where})`, {
       checkpoint: expectedId,
     });
   }
@@ -98,6 +113,7 @@ export function parseManifest(text: string, expectedId?: string): CheckpointMani
     if (!isArtifactPath(file.path)) throw new CorruptArtifactError(`checkpoint manifest lists a foreign path "${file.path}"`, context);
     if (seen.has(file.path)) throw new CorruptArtifactError(`checkpoint manifest lists "${file.path}" twice`, context);
     seen.add(file.path);
+    if ('chunkSha256' in file) checkChunkedEntry(manifest.schemaVersion, file, context);
   }
   for (const required of [SPEC_FILE, ROOTFS_DIFF_FILE, CRIU_INVENTORY]) {
     if (!seen.has(required)) throw new CorruptArtifactError(`checkpoint manifest lacks "${required}"`, context);
@@ -105,33 +121,85 @@ export function parseManifest(text: string, expectedId?: string): CheckpointMani
   return manifest;
 }
 
+function checkChunkedEntry(schemaVersion: number, file: Static<typeof ChunkedFileSchema>, context: Record<string, unknown>): void {
+  if (schemaVersion < 2) throw new CorruptArtifactError(`checkpoint manifest v${schemaVersion} has chunk checksums for "${file.path}" (added in v2)`, context);
+  // The rootfs diff's sha256 is its content digest in containerd: it must be recorded whole.
+  if (!file.path.startsWith(`${CRIU_DIR}/`)) throw new CorruptArtifactError(`checkpoint manifest records "${file.path}" in chunks; only CRIU image files may be`, context);
+  const expected = Math.ceil(file.size / file.chunkBytes);
+  if (file.chunkSha256.length !== expected) {
+    throw new CorruptArtifactError(`checkpoint manifest lists ${file.chunkSha256.length} chunk checksums for "${file.path}", its size needs ${expected}`, context);
+  }
+}
+
+/** The manifest's rootfs diff entry, recorded whole (parseManifest ensures it): its sha256 is a containerd digest. */
+export function rootfsDiffFile(manifest: CheckpointManifest): WholeFile {
+  const file = manifest.files.find((entry) => entry.path === ROOTFS_DIFF_FILE);
+  if (!file || !('sha256' in file)) throw new CorruptArtifactError(`checkpoint ${manifest.id} has no whole-file ${ROOTFS_DIFF_FILE} entry`, { checkpoint: manifest.id });
+  return file;
+}
+
 export interface FileProblem {
   path: string;
   problem: 'missing' | 'size' | 'checksum' | 'unlisted';
   expected?: string;
   actual?: string;
+  /** for a chunked file: the chunks whose checksum differs (the first one's digests are in expected/actual) */
+  chunks?: { indexes: number[]; chunkBytes: number; fileSize: number };
+}
+
+/** A file as found on disk; checksums are absent where they were not computed (its size already differs). */
+export interface FoundFile {
+  path: string;
+  size: number;
+  sha256?: string;
+  chunkBytes?: number;
+  chunkSha256?: string[];
 }
 
 /**
  * Compares what the manifest recorded with what is on disk. `actual` has every file found under the
- * artifact (other than the manifest); checksums may be absent for files whose size already differs.
+ * artifact (other than the manifest), hashed with the layout the manifest recorded for it.
  */
-export function compareArtifactFiles(expected: ArtifactFile[], actual: { path: string; size: number; sha256?: string }[]): FileProblem[] {
+export function compareArtifactFiles(expected: ArtifactFile[], actual: FoundFile[]): FileProblem[] {
   const problems: FileProblem[] = [];
   const found = new Map(actual.map((file) => [file.path, file]));
   for (const file of expected) {
     const onDisk = found.get(file.path);
     if (!onDisk) problems.push({ path: file.path, problem: 'missing' });
     else if (onDisk.size !== file.size) problems.push({ path: file.path, problem: 'size', expected: String(file.size), actual: String(onDisk.size) });
-    else if (onDisk.sha256 !== file.sha256) problems.push({ path: file.path, problem: 'checksum', expected: file.sha256, actual: onDisk.sha256 ?? 'not computed' });
+    else {
+      const problem = compareDigests(file, onDisk);
+      if (problem) problems.push(problem);
+    }
     found.delete(file.path);
   }
   for (const path of found.keys()) problems.push({ path, problem: 'unlisted' });
   return problems;
 }
 
+function compareDigests(file: ArtifactFile, onDisk: FoundFile): FileProblem | undefined {
+  if ('sha256' in file) {
+    const actual = onDisk.sha256 ?? 'not computed';
+    return actual === file.sha256 ? undefined : { path: file.path, problem: 'checksum', expected: file.sha256, actual };
+  }
+  const actualChunks = onDisk.chunkBytes === file.chunkBytes ? (onDisk.chunkSha256 ?? []) : [];
+  const indexes = file.chunkSha256.flatMap((sha, index) => (actualChunks[index] === sha ? [] : [index]));
+  if (indexes.length === 0) return undefined;
+  const first = indexes[0]!;
+  return { path: file.path, problem: 'checksum', expected: file.chunkSha256[first], actual: actualChunks[first] ?? 'not computed', chunks: { indexes, chunkBytes: file.chunkBytes, fileSize: file.size } };
+}
+
+const NAMED_CHUNKS = 3;
+
 export function describeProblems(problems: FileProblem[]): string {
-  return problems
-    .map((p) => (p.problem === 'missing' || p.problem === 'unlisted' ? `${p.path}: ${p.problem}` : `${p.path}: ${p.problem} ${p.actual} != recorded ${p.expected}`))
-    .join('; ');
+  return problems.map(describeProblem).join('; ');
+}
+
+function describeProblem(p: FileProblem): string {
+  if (p.problem === 'missing' || p.problem === 'unlisted') return `${p.path}: ${p.problem}`;
+  if (!p.chunks) return `${p.path}: ${p.problem} ${p.actual} != recorded ${p.expected}`;
+  const { indexes, chunkBytes, fileSize } = p.chunks;
+  const named = indexes.slice(0, NAMED_CHUNKS).map((index) => `chunk ${index} (bytes ${index * chunkBytes}-${Math.min((index + 1) * chunkBytes, fileSize) - 1})`);
+  const more = indexes.length > NAMED_CHUNKS ? ` and ${indexes.length - NAMED_CHUNKS} more chunks` : '';
+  return `${p.path}: checksum of ${named.join(', ')}${more}; first: ${p.actual} != recorded ${p.expected}`;
 }

@@ -1,10 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { NotFoundError } from '../../lib/errors.ts';
 import { AlreadyExistsError, CorruptArtifactError } from '../errors.ts';
 import { extractArchive, writeArchive } from './archive.ts';
+import { defaultHashingOptions, hashFiles, layoutFor, layoutOf, type HashingOptions } from './hashing.ts';
 import {
   CRIU_DIR,
   MANIFEST_FILE,
@@ -15,6 +15,8 @@ import {
   parseManifest,
   type ArtifactFile,
   type CheckpointManifest,
+  type FileProblem,
+  type FoundFile,
 } from './manifest.ts';
 
 export const DEFAULT_STORE_ROOT = '/var/lib/kybernate/checkpoints';
@@ -37,9 +39,13 @@ export interface RestoreWorkspace {
  */
 export class CheckpointStore {
   readonly root: string;
+  private readonly hashing: HashingOptions;
+  /** staged checkpoints whose files sealStaging already made private and durable */
+  private readonly sealed = new Set<string>();
 
-  constructor(root: string = DEFAULT_STORE_ROOT) {
+  constructor(root: string = DEFAULT_STORE_ROOT, hashing: Partial<HashingOptions> = {}) {
     this.root = root;
+    this.hashing = { ...defaultHashingOptions(), ...hashing };
   }
 
   private get artifactsDir(): string {
@@ -93,32 +99,44 @@ export class CheckpointStore {
   }
 
   async discardStaging(id: string): Promise<void> {
+    this.sealed.delete(id);
     await fs.rm(path.join(this.stagingDir, id), { recursive: true, force: true });
   }
 
-  /** Lists the files of a staged or stored artifact with their sizes and sha256, in a stable order. */
+  /**
+   * Lists the files of a staged or stored artifact with their sizes and checksums, in a stable order:
+   * large CRIU image files as chunk checksums (hashed in parallel), the others whole.
+   */
   async describeFiles(dir: string): Promise<ArtifactFile[]> {
     const rels = (await listFiles(dir)).filter((rel) => rel !== MANIFEST_FILE);
-    return mapConcurrently(rels, async (rel) => {
-      const full = path.join(dir, rel);
-      const { size } = await fs.stat(full);
-      return { path: rel, size, sha256: await sha256File(full) };
-    });
+    const sizes = await Promise.all(rels.map(async (rel) => (await fs.stat(path.join(dir, rel))).size));
+    const digests = await hashFiles(
+      rels.map((rel, i) => ({ file: path.join(dir, rel), size: sizes[i]!, layout: layoutFor(rel, sizes[i]!, this.hashing.chunkBytes) })),
+      this.hashing,
+    );
+    return rels.map((rel, i) => ({ path: rel, size: sizes[i]!, ...digests[i]! }));
   }
 
   /**
-   * Makes a staged checkpoint durable and visible: tightens modes, writes the manifest last, fsyncs, then
-   * renames staging/<id> to artifacts/<id> in one step, so a reader never sees a half-written artifact.
+   * Describes a staged checkpoint's files for its manifest and, at the same time, makes them private and
+   * durable: the fsyncs write back to disk what CRIU just wrote while the hashing reads it from the page
+   * cache, instead of one after the other. commit() then only adds the manifest and renames.
+   */
+  async sealStaging(id: string): Promise<ArtifactFile[]> {
+    const staged = path.join(this.stagingDir, id);
+    const [files] = await Promise.all([this.describeFiles(staged), syncFiles(staged)]);
+    this.sealed.add(id);
+    return files;
+  }
+
+  /**
+   * Makes a staged checkpoint durable and visible: tightens modes and fsyncs (unless sealStaging did),
+   * writes the manifest last, fsyncs it, then renames staging/<id> to artifacts/<id> in one step, so a
+   * reader never sees a half-written artifact.
    */
   async commit(manifest: CheckpointManifest): Promise<void> {
     const staged = path.join(this.stagingDir, manifest.id);
-    // fsync'ed side by side: one at a time costs a disk flush each.
-    await Promise.all(
-      (await listFiles(staged)).map(async (rel) => {
-        await fs.chmod(path.join(staged, rel), 0o600);
-        await fsyncPath(path.join(staged, rel));
-      }),
-    );
+    if (!this.sealed.delete(manifest.id)) await syncFiles(staged);
     await fs.writeFile(path.join(staged, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
     await fsyncPath(path.join(staged, MANIFEST_FILE));
     await fsyncPath(path.join(staged, CRIU_DIR));
@@ -157,19 +175,14 @@ export class CheckpointStore {
     await fs.rm(doomed, { recursive: true, force: true });
   }
 
-  /** Checks every file against the manifest's sizes and sha256; throws CorruptArtifactError naming the differences. */
+  /**
+   * Checks every file against the manifest's sizes and checksums, each file hashed the way the manifest
+   * recorded it (whole, or in its chunks); throws CorruptArtifactError naming the differences (file and chunk).
+   */
   async verify(id: string): Promise<CheckpointManifest> {
     const manifest = await this.get(id);
     const dir = this.artifactPath(id);
-    const expectedSize = new Map(manifest.files.map((file) => [file.path, file.size]));
-    const rels = (await listFiles(dir)).filter((rel) => rel !== MANIFEST_FILE);
-    const actual = await mapConcurrently(rels, async (rel) => {
-      const full = path.join(dir, rel);
-      const { size } = await fs.stat(full);
-      // Hashing a file whose size is already wrong only costs time.
-      return { path: rel, size, sha256: expectedSize.get(rel) === size ? await sha256File(full) : undefined };
-    });
-    const problems = compareArtifactFiles(manifest.files, actual);
+    const problems = await checkFiles(dir, manifest.files, this.hashing);
     if (problems.length > 0) {
       throw new CorruptArtifactError(`checkpoint ${id} does not match its manifest: ${describeProblems(problems)}`, { checkpoint: id, problems });
     }
@@ -214,7 +227,7 @@ export class CheckpointStore {
       const manifest = parseManifest(await fs.readFile(path.join(staging, MANIFEST_FILE), 'utf8').catch(() => {
         throw new CorruptArtifactError(`archive ${archivePath} has no ${MANIFEST_FILE}`, { archive: archivePath });
       }));
-      const problems = compareArtifactFiles(manifest.files, await this.describeFiles(staging));
+      const problems = await checkFiles(staging, manifest.files, this.hashing);
       if (problems.length > 0) {
         throw new CorruptArtifactError(`archive ${archivePath} does not match its manifest: ${describeProblems(problems)}`, { archive: archivePath, problems });
       }
@@ -237,29 +250,32 @@ async function listFiles(dir: string): Promise<string[]> {
 }
 
 /**
- * Files hashed side by side: a CRIU image is dozens of small files, and one at a time each waits for its
- * own open/read/close round trips through libuv's pool (about 1 ms apiece on a loaded node). Bounded so
- * a large artifact does not hold one 1 MiB read buffer per file at once. Results keep the input order.
+ * What differs between a directory and the files a manifest recorded: each file is hashed the way the
+ * manifest recorded it (whole, or in its chunks), so artifacts of older manifests and of stores with
+ * another chunk size verify too.
  */
-const HASH_CONCURRENCY = 8;
-
-async function mapConcurrently<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(HASH_CONCURRENCY, items.length) }, worker));
-  return results;
+async function checkFiles(dir: string, recorded: ArtifactFile[], hashing: HashingOptions): Promise<FileProblem[]> {
+  const expected = new Map(recorded.map((file) => [file.path, file]));
+  const rels = (await listFiles(dir)).filter((rel) => rel !== MANIFEST_FILE);
+  const found: FoundFile[] = await Promise.all(rels.map(async (rel) => ({ path: rel, size: (await fs.stat(path.join(dir, rel))).size })));
+  // Hashing a file whose size is already wrong (or that is not listed) only costs time.
+  const toHash = found.filter((file) => expected.get(file.path)?.size === file.size);
+  const digests = await hashFiles(
+    toHash.map((file) => ({ file: path.join(dir, file.path), size: file.size, layout: layoutOf(expected.get(file.path)!) })),
+    hashing,
+  );
+  toHash.forEach((file, i) => Object.assign(file, digests[i]));
+  return compareArtifactFiles(recorded, found);
 }
 
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+/** chmod 0600 + fsync of every file of a directory, side by side: one at a time costs a disk flush each. */
+async function syncFiles(dir: string): Promise<void> {
+  await Promise.all(
+    (await listFiles(dir)).map(async (rel) => {
+      await fs.chmod(path.join(dir, rel), 0o600);
+      await fsyncPath(path.join(dir, rel));
+    }),
+  );
 }
 
 async function fsyncPath(target: string): Promise<void> {

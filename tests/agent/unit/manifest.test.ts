@@ -15,7 +15,7 @@ describe('parseManifest', () => {
 
   it('rejects a foreign kind or an unknown schema version, naming the field', () => {
     expect(() => parseManifest(JSON.stringify({ ...sampleManifest(), kind: 'other' }))).toThrow(/\/kind/);
-    expect(() => parseManifest(JSON.stringify({ ...sampleManifest(), schemaVersion: 2 }))).toThrow(/schemaVersion/);
+    expect(() => parseManifest(JSON.stringify({ ...sampleManifest(), schemaVersion: 3 }))).toThrow(/schemaVersion/);
   });
 
   it('rejects a manifest stored under another id', () => {
@@ -41,6 +41,23 @@ describe('parseManifest', () => {
     const bad = sampleManifest();
     bad.files[0] = { ...bad.files[0]!, sha256: 'xyz' };
     expect(() => parseManifest(JSON.stringify(bad))).toThrow(CorruptArtifactError);
+  });
+});
+
+describe('parseManifest, chunked entries (v2)', () => {
+  const chunkedPages = { path: 'criu/pages-1.img', size: 10, chunkBytes: 4, chunkSha256: [sha('a'), sha('b'), sha('c')] };
+  const withPages = (schemaVersion: number, pages: object): string =>
+    JSON.stringify({ ...sampleManifest(), schemaVersion, files: sampleManifest().files.map((f) => (f.path === 'criu/pages-1.img' ? pages : f)) });
+
+  it('accepts chunk checksums of a CRIU file in a v2 manifest', () => {
+    expect(parseManifest(withPages(2, chunkedPages)).files[1]).toEqual(chunkedPages);
+  });
+
+  it('rejects chunk checksums in a v1 manifest, a chunk count that does not fit the size, and a chunked rootfs diff', () => {
+    expect(() => parseManifest(withPages(1, chunkedPages))).toThrow(/v1 has chunk checksums for "criu\/pages-1.img"/);
+    expect(() => parseManifest(withPages(2, { ...chunkedPages, chunkSha256: [sha('a'), sha('b')] }))).toThrow(/2 chunk checksums .* needs 3/);
+    const chunkedDiff = { ...sampleManifest(), schemaVersion: 2, files: sampleManifest().files.map((f) => (f.path === 'rootfs-diff.tar' ? { ...chunkedPages, path: f.path } : f)) };
+    expect(() => parseManifest(JSON.stringify(chunkedDiff))).toThrow(/records "rootfs-diff.tar" in chunks/);
   });
 });
 
@@ -82,5 +99,14 @@ describe('compareArtifactFiles', () => {
       ['criu/extra.img', 'unlisted'],
     ]);
     expect(describeProblems(problems)).toContain('criu/pages-1.img: size 4095 != recorded 4096');
+  });
+
+  it('names the chunks of a chunked file whose checksums differ, the first few by byte range', () => {
+    const recorded = { path: 'criu/pages-1.img', size: 18, chunkBytes: 3, chunkSha256: ['1', '2', '3', '4', '5', '6'].map(sha) };
+    const onDisk = { ...recorded, chunkSha256: ['1', 'x', '3', 'y', 'z', 'w'].map(sha) };
+    const problems = compareArtifactFiles([recorded], [onDisk]);
+    expect(problems).toEqual([{ path: 'criu/pages-1.img', problem: 'checksum', expected: sha('2'), actual: sha('x'), chunks: { indexes: [1, 3, 4, 5], chunkBytes: 3, fileSize: 18 } }]);
+    expect(describeProblems(problems)).toBe(`criu/pages-1.img: checksum of chunk 1 (bytes 3-5), chunk 3 (bytes 9-11), chunk 4 (bytes 12-14) and 1 more chunks; first: ${sha('x')} != recorded ${sha('2')}`);
+    expect(compareArtifactFiles([recorded], [{ ...recorded }])).toEqual([]);
   });
 });

@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../../src/lib/errors.ts';
 import { AlreadyExistsError, CorruptArtifactError } from '../../../src/agent/errors.ts';
-import { MANIFEST_KIND, type CheckpointManifest } from '../../../src/agent/store/manifest.ts';
+import { MANIFEST_KIND, MANIFEST_SCHEMA_VERSION, type ArtifactFile, type CheckpointManifest } from '../../../src/agent/store/manifest.ts';
 import { CheckpointStore } from '../../../src/agent/store/store.ts';
 import { sampleManifest } from './fixtures.ts';
 
@@ -139,5 +140,102 @@ describe('CheckpointStore', () => {
 
     expect((await other.list()).length).toBe(0);
     expect(await fs.readdir(path.join(other.root, 'staging'))).toEqual([]);
+  });
+});
+
+describe('CheckpointStore with chunked checksums of large files', () => {
+  const CHUNK = 4096;
+  const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+  /** Distinct bytes per position, so that a chunk's checksum depends on where it is. */
+  const content = (size: number): Buffer => Buffer.from(Array.from({ length: size }, (_, i) => (i * 31 + (i >> 8)) & 0xff));
+  const sizes = { 'criu/empty.img': 0, 'criu/below.img': CHUNK - 1, 'criu/exact.img': CHUNK, 'criu/above.img': CHUNK + 1, 'criu/pages-1.img': 5 * CHUNK + 7 };
+  let chunked: CheckpointStore;
+
+  beforeEach(async () => {
+    chunked = new CheckpointStore(path.join(root, 'chunked'), { chunkBytes: CHUNK, maxWorkers: 3 });
+    await chunked.init();
+  });
+
+  async function storeChunked(id: string, target: CheckpointStore = chunked): Promise<CheckpointManifest> {
+    const dir = await target.beginStaging(id);
+    await fs.writeFile(path.join(dir, 'criu/inventory.img'), 'inventory');
+    for (const [rel, size] of Object.entries(sizes)) await fs.writeFile(path.join(dir, rel), content(size));
+    await fs.writeFile(path.join(dir, 'rootfs-diff.tar'), content(3 * CHUNK));
+    await fs.writeFile(path.join(dir, 'spec.json'), '{"ociVersion":"1.1.0"}');
+    const manifest = sampleManifest({ id, schemaVersion: MANIFEST_SCHEMA_VERSION, files: await target.sealStaging(id) });
+    await target.commit(manifest);
+    return manifest;
+  }
+
+  const entry = (manifest: CheckpointManifest, rel: string): ArtifactFile => manifest.files.find((file) => file.path === rel)!;
+
+  it('records files up to one chunk whole and larger CRIU files as the sha256 of each chunk, at every boundary', async () => {
+    const manifest = await storeChunked('ck-c');
+    for (const rel of ['criu/empty.img', 'criu/below.img', 'criu/exact.img']) {
+      expect(entry(manifest, rel)).toEqual({ path: rel, size: sizes[rel as keyof typeof sizes], sha256: sha256(content(sizes[rel as keyof typeof sizes])) });
+    }
+    const above = content(CHUNK + 1);
+    expect(entry(manifest, 'criu/above.img')).toEqual({
+      path: 'criu/above.img',
+      size: CHUNK + 1,
+      chunkBytes: CHUNK,
+      chunkSha256: [sha256(above.subarray(0, CHUNK)), sha256(above.subarray(CHUNK))],
+    });
+    const pages = content(5 * CHUNK + 7);
+    expect(entry(manifest, 'criu/pages-1.img')).toMatchObject({
+      chunkBytes: CHUNK,
+      chunkSha256: [0, 1, 2, 3, 4, 5].map((k) => sha256(pages.subarray(k * CHUNK, (k + 1) * CHUNK))),
+    });
+    // The rootfs diff's sha256 is its containerd digest: always whole, whatever its size.
+    expect(entry(manifest, 'rootfs-diff.tar')).toEqual({ path: 'rootfs-diff.tar', size: 3 * CHUNK, sha256: sha256(content(3 * CHUNK)) });
+    expect(await chunked.verify('ck-c')).toEqual(manifest);
+  });
+
+  it('names the file and the chunk whose byte flipped', async () => {
+    await storeChunked('ck-c');
+    const pages = path.join(chunked.artifactPath('ck-c'), 'criu/pages-1.img');
+    const handle = await fs.open(pages, 'r+');
+    await handle.write(Buffer.from([0xff ^ content(5 * CHUNK + 7)[3 * CHUNK + 100]!]), 0, 1, 3 * CHUNK + 100);
+    await handle.close();
+    const error = await chunked.verify('ck-c').catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(CorruptArtifactError);
+    expect((error as Error).message).toMatch(/criu\/pages-1.img: checksum of chunk 3 \(bytes 12288-16383\); first: [0-9a-f]{64} != recorded [0-9a-f]{64}$/);
+    expect((error as CorruptArtifactError).context.problems).toEqual([expect.objectContaining({ path: 'criu/pages-1.img', chunks: { indexes: [3], chunkBytes: CHUNK, fileSize: 5 * CHUNK + 7 } })]);
+  });
+
+  it('names the last, short chunk and detects a truncated chunked file by its size', async () => {
+    await storeChunked('ck-c');
+    const pages = path.join(chunked.artifactPath('ck-c'), 'criu/pages-1.img');
+    const handle = await fs.open(pages, 'r+');
+    await handle.write(Buffer.from('x'), 0, 1, 5 * CHUNK + 6);
+    await handle.close();
+    await expect(chunked.verify('ck-c')).rejects.toThrow(/chunk 5 \(bytes 20480-20486\)/);
+    await fs.truncate(pages, 2 * CHUNK);
+    await expect(chunked.verify('ck-c')).rejects.toThrow(/criu\/pages-1.img: size 8192 != recorded 20487/);
+  });
+
+  it('still verifies an artifact of a version 1 manifest (every file hashed whole)', async () => {
+    const manifest = await storeChunked('ck-c');
+    const v1: CheckpointManifest = {
+      ...manifest,
+      schemaVersion: 1,
+      files: await Promise.all(
+        manifest.files.map(async (file) => ({ path: file.path, size: file.size, sha256: sha256(await fs.readFile(path.join(chunked.artifactPath('ck-c'), file.path))) })),
+      ),
+    };
+    await fs.writeFile(path.join(chunked.artifactPath('ck-c'), 'manifest.json'), JSON.stringify(v1));
+    expect(await chunked.verify('ck-c')).toEqual(v1);
+    const pages = path.join(chunked.artifactPath('ck-c'), 'criu/pages-1.img');
+    await fs.writeFile(pages, Buffer.concat([Buffer.from('y'), content(5 * CHUNK + 6)]));
+    await expect(chunked.verify('ck-c')).rejects.toThrow(/criu\/pages-1.img: checksum [0-9a-f]{64} != recorded/);
+  });
+
+  it('exports a chunked artifact and imports it into a store with another chunk size', async () => {
+    const manifest = await storeChunked('ck-c');
+    const archive = path.join(root, 'ck-c.tar');
+    await chunked.export('ck-c', archive);
+    // The default store: 64 MiB chunks; the recorded 4 KiB chunks are what it checks against.
+    expect(await store.import(archive)).toEqual(manifest);
+    expect(await store.verify('ck-c')).toEqual(manifest);
   });
 });
