@@ -109,6 +109,7 @@ export interface AgentStatusMessage {
   checkpoint_count: number;
   running_operations: number;
   log_dir: string;
+  transparent_hugepages: string;
 }
 
 /** Carries the KybernateError code across gRPC, so that clients get the same typed codes as the agent. */

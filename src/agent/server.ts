@@ -102,6 +102,7 @@ export function createAgentServer(agent: Agent, log: Logger): grpc.Server {
         checkpoint_count: s.checkpointCount,
         running_operations: s.runningOperations,
         log_dir: s.logDir,
+        transparent_hugepages: s.transparentHugePages,
       };
     }),
     Health: unary(log, 'Health', async () => {

@@ -7,7 +7,7 @@ import type { Logger } from '../lib/log.ts';
 import { Agent } from './agent.ts';
 import type { AgentConfig } from './config.ts';
 import { ContainerdClient } from './containerd/client.ts';
-import { criuVersion, nodeName } from './node-info.ts';
+import { criuVersion, hasNvidiaDriver, nodeName, thpWarning, transparentHugePages } from './node-info.ts';
 import { OperationRegistry } from './operations/registry.ts';
 import { createAgentServer, listen } from './server.ts';
 import { CheckpointStore } from './store/store.ts';
@@ -47,7 +47,10 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       }
     : undefined;
   const bound = await listen(server, { socketPath: config.socketPath, ...(tcp ? { tcp } : {}) });
-  log.info({ socket: config.socketPath, tcpPort: bound.tcpPort, store: config.storeRoot, ...nodeInfo }, 'agent serving');
+  const thp = await transparentHugePages();
+  log.info({ socket: config.socketPath, tcpPort: bound.tcpPort, store: config.storeRoot, ...nodeInfo, transparentHugePages: thp }, 'agent serving');
+  const warning = thpWarning(thp, hasNvidiaDriver());
+  if (warning) log.warn({ transparentHugePages: thp }, warning);
   return {
     agent,
     server,

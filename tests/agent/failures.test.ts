@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/agent/client.ts';
 import { startAgent } from '../../src/agent/start.ts';
 import { parseAgentConfig } from '../../src/agent/config.ts';
+import { transparentHugePages } from '../../src/agent/node-info.ts';
 import { createLogger } from '../../src/lib/log.ts';
 import { TEST_IMAGE_REF, testImageArgs } from '../harness/containerd/index.ts';
 import { agentDirs, useAgentStack, type AgentFixture } from './helpers/agent.ts';
@@ -176,6 +177,8 @@ describe('agent API', () => {
     const status = await t.client.getStatus();
     expect(status).toMatchObject({ containerd_reachable: true, store_root: t.dirs.store, log_dir: t.dirs.logs });
     expect(status.criu_version).toMatch(/^\d+\.\d+/);
+    expect(status.transparent_hugepages).toBe(await transparentHugePages());
+    expect(status.transparent_hugepages).toMatch(/^(always|madvise|never)$/);
     expect((await t.client.health()).status).toBe('SERVING');
     const { stdout } = await run(t.containerd.bin.criu, ['--version']);
     expect(stdout).toContain(status.criu_version);
