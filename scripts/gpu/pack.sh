@@ -3,7 +3,7 @@
 #   node.xz         this machine's node binary, xz -9 (~24 MB); cached per node version
 #   criu.tar.xz     Debian trixie's criu 4.1.1 + the libraries it needs beyond glibc (the GPU machine has
 #                   glibc 2.39 >= the 2.38 trixie needs; bookworm's criu 3.17 fails on kernel 6.18)
-#   *.mjs           tests/gpu/run-proof.ts and investigate.ts bundled with esbuild (koffi stays external:
+#   *.mjs           tests/gpu/run-proof.ts, investigate.ts and store-io.ts bundled with esbuild (koffi stays external:
 #                   a native addon)
 #   stack.tar.xz    the container stack scripts/setup/30-containerd.sh built (containerd 1.7.24 + shim +
 #                   ctr: static Go; runc 1.3.7: needs libseccomp.so.2, which Ubuntu 24.04 has) and the
@@ -66,7 +66,7 @@ bundle() {
     --external:koffi --log-level=warning --outfile="$2" \
     --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
 }
-for entry in run-proof investigate; do bundle "tests/gpu/$entry.ts" "$pack/$entry.mjs"; done
+for entry in run-proof investigate store-io; do bundle "tests/gpu/$entry.ts" "$pack/$entry.mjs"; done
 mkdir -p "$pack/agent"
 bundle tests/gpu/run-container-proof.ts "$pack/agent/run-container-proof.mjs"
 rm -rf "$pack/node_modules"

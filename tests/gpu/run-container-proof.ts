@@ -11,6 +11,7 @@ import { AgentClient } from '../../src/agent/client.ts';
 import { parseAgentConfig } from '../../src/agent/config.ts';
 import { ContainerdClient } from '../../src/agent/containerd/client.ts';
 import { checkGpuAvailability } from '../../src/agent/cuda/availability.ts';
+import { transparentHugePages } from '../../src/agent/node-info.ts';
 import { startAgent } from '../../src/agent/start.ts';
 import { errorMessage } from '../../src/lib/errors.ts';
 import { createLogger } from '../../src/lib/log.ts';
@@ -22,6 +23,8 @@ const { values } = parseArgs({
     gib: { type: 'string', default: '2,16' },
     out: { type: 'string', default: 'gpu-container-results.json' },
     'work-dir': { type: 'string', default: '/var/tmp/kybernate-gpu' },
+    /** the agent's checkpoint store; default <work-dir>/agent/store (e.g. /dev/shm/... for tmpfs against disk) */
+    'store-dir': { type: 'string' },
     python: { type: 'string', default: '/usr/bin/python3' },
     workload: { type: 'string', default: 'tests/gpu/workload.py' },
     'dry-run': { type: 'boolean', default: false },
@@ -40,7 +43,7 @@ try {
   const config = parseAgentConfig({}, [
     `--socket=${join(agentDir, 'agent.sock')}`,
     `--containerd=${containerd.address}`,
-    `--store=${join(agentDir, 'store')}`,
+    `--store=${values['store-dir'] ?? join(agentDir, 'store')}`,
     `--log-dir=${join(agentDir, 'logs')}`,
     `--criu=${containerd.bin.criu}`,
     '--criu-timeout=5m',
@@ -48,7 +51,7 @@ try {
   const running = await startAgent(config, log);
   const agent = new AgentClient({ socketPath: config.socketPath, timeoutMs: 120_000 });
   const client = new ContainerdClient({ address: containerd.address });
-  const machine = { date: new Date().toISOString(), driver: availability?.driverVersion ?? null, cuda_driver_api: availability?.cudaDriverApiVersion ?? null, gpu_uuid: gpu?.uuid ?? null };
+  const machine = { date: new Date().toISOString(), thp: await transparentHugePages(), store: config.storeRoot, driver: availability?.driverVersion ?? null, cuda_driver_api: availability?.cudaDriverApiVersion ?? null, gpu_uuid: gpu?.uuid ?? null };
   try {
     for (const gib of values.gib.split(',').map(Number)) {
       try {

@@ -6,6 +6,8 @@
 # KYBERNATE_GPU_RUN: a comma list of proof (process level, the default), investigate (docs/gpu.md) and
 # container (the container-level proof through the agent and a private containerd: results in
 # OUTPUT_DIR/gpu-container-results.json, containerd's and the agent's logs beside it); both = proof,investigate.
+# store-io (the agent store's hash and fsync rates; KYBERNATE_GPU_STORE_IO_FILE: a file of >= 4 GiB to hash).
+# KYBERNATE_GPU_STORE_DIR: the agent store of the container mode (default under the work dir; e.g. on /dev/shm).
 # KYBERNATE_GPU_DRY_RUN=1 runs the container mode without a GPU (CPU stand-in workload, no CUDA calls).
 # KYBERNATE_GPU_THP=always|madvise|never sets transparent huge pages for the proof (restored after).
 set -uo pipefail
@@ -63,7 +65,7 @@ status=0
 if runs container; then
   echo "== container proof"
   KYBERNATE_CACHE=$runtime/cache "$runtime/node" "$pack/agent/run-container-proof.mjs" --gib "${KYBERNATE_GPU_GIB:-2,16}" \
-    --out "$out/gpu-container-results.json" --python "$(command -v python3)" --workload tests/gpu/workload.py \
+    --out "$out/gpu-container-results.json" ${KYBERNATE_GPU_STORE_DIR:+--store-dir "$KYBERNATE_GPU_STORE_DIR"} --python "$(command -v python3)" --workload tests/gpu/workload.py \
     ${KYBERNATE_GPU_DRY_RUN:+--dry-run} 2>&1 | tee "$out/container-proof.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
@@ -72,6 +74,12 @@ if runs proof; then
   "$runtime/node" "$pack/run-proof.mjs" --gib "${KYBERNATE_GPU_GIB:-2,16}" ${KYBERNATE_GPU_THP:+--thp "$KYBERNATE_GPU_THP"} \
     --out "$out/gpu-results.json" \
     --criu "$runtime/criu.sh" --python python3 --workload tests/gpu/workload.py 2>&1 | tee "$out/proof.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+if runs store-io; then
+  echo "== store io"
+  "$runtime/node" "$pack/store-io.mjs" --out "$out/gpu-store-io.json" \
+    ${KYBERNATE_GPU_STORE_IO_FILE:+--file "$KYBERNATE_GPU_STORE_IO_FILE"} 2>&1 | tee "$out/store-io.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 if runs investigate; then
