@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { errorMessage } from '../lib/errors.ts';
 import { checkpointContainer, validateCheckpointRequest, type AgentContext, type CheckpointRequest } from './checkpoint.ts';
+import { nodeGpuStatus, type NodeGpuStatus } from './gpu/report.ts';
+import { gpuSupportOf } from './gpu/support.ts';
 import { transparentHugePages } from './node-info.ts';
 import type { OperationRegistry } from './operations/registry.ts';
 import { canonicalJson, type Operation } from './operations/state.ts';
@@ -21,6 +23,7 @@ export interface AgentStatusReport {
   logDir: string;
   /** the node's transparent huge pages mode: `always` makes GPU checkpoint/restore ~1.5-2x faster (docs/gpu.md) */
   transparentHugePages: string;
+  gpu: NodeGpuStatus;
 }
 
 /**
@@ -91,6 +94,8 @@ export class Agent {
   }
 
   async status(): Promise<AgentStatusReport> {
+    // Asked beside containerd and the store; it never rejects.
+    const gpu = nodeGpuStatus(gpuSupportOf(this.ctx));
     const reachable = await this.ctx.containerd.version(2_000).then(() => true, () => false);
     const checkpoints = await this.ctx.store.list();
     const info = this.ctx.nodeInfo;
@@ -106,6 +111,7 @@ export class Agent {
       runningOperations: this.operations.list().filter((op) => op.state === 'PENDING' || op.state === 'RUNNING').length,
       logDir: this.ctx.logDir,
       transparentHugePages: await transparentHugePages(),
+      gpu: await gpu,
     };
   }
 

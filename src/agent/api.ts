@@ -8,6 +8,7 @@ import type { RestoreRequest } from './restore.ts';
 import type { CheckpointRequest } from './checkpoint.ts';
 import type { GpuUuidPair } from './cuda/api.ts';
 import type { CheckpointManifest } from './store/manifest.ts';
+import type { NodeGpuStatus } from './gpu/report.ts';
 
 /** The wire shapes of agent.proto (field names as in the .proto file). */
 export interface CheckpointRequestMessage {
@@ -110,6 +111,25 @@ export interface AgentStatusMessage {
   running_operations: number;
   log_dir: string;
   transparent_hugepages: string;
+  /** null from an agent older than the field (not the same as a node without GPUs: usable false). */
+  gpu: GpuReportMessage | null;
+}
+
+export interface GpuDeviceMessage {
+  uuid: string;
+  model: string;
+  memory_total_bytes: number;
+  memory_free_bytes: number;
+}
+
+export interface GpuReportMessage {
+  usable: boolean;
+  error: string;
+  driver_version: string;
+  /** absent when libcuda cannot be loaded */
+  cuda_driver_api_version?: number;
+  supported_cuda_driver_api_versions: number[];
+  gpus: GpuDeviceMessage[];
 }
 
 /** Carries the KybernateError code across gRPC, so that clients get the same typed codes as the agent. */
@@ -228,5 +248,19 @@ export function checkpointToMessage(manifest: CheckpointManifest): CheckpointMes
     network_namespace: manifest.source.networkNamespace,
     timings_ms: manifest.timings,
     manifest_json: JSON.stringify(manifest),
+  };
+}
+
+export function gpuReportToMessage(status: NodeGpuStatus): GpuReportMessage {
+  const supported = [...status.supportedDriverApiVersions];
+  if (!status.usable) return { usable: false, error: status.error, driver_version: '', supported_cuda_driver_api_versions: supported, gpus: [] };
+  const { driverVersion, cudaDriverApiVersion, gpus } = status.availability;
+  return {
+    usable: true,
+    error: '',
+    driver_version: driverVersion,
+    ...(cudaDriverApiVersion === null ? {} : { cuda_driver_api_version: cudaDriverApiVersion }),
+    supported_cuda_driver_api_versions: supported,
+    gpus: gpus.map((gpu) => ({ uuid: gpu.uuid, model: gpu.name, memory_total_bytes: gpu.memoryTotalBytes, memory_free_bytes: gpu.memoryFreeBytes })),
   };
 }

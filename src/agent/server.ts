@@ -9,6 +9,7 @@ import {
   agentServiceDefinition,
   checkpointRequestFromMessage,
   checkpointToMessage,
+  gpuReportToMessage,
   grpcStatusFor,
   operationToMessage,
   gpuPairsFromMessage,
@@ -103,6 +104,7 @@ export function createAgentServer(agent: Agent, log: Logger): grpc.Server {
         running_operations: s.runningOperations,
         log_dir: s.logDir,
         transparent_hugepages: s.transparentHugePages,
+        gpu: gpuReportToMessage(s.gpu),
       };
     }),
     Health: unary(log, 'Health', async () => {

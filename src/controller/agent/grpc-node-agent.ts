@@ -1,11 +1,23 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
+import type { GpuReportMessage } from '../../agent/api.ts';
 import { AgentClient } from '../../agent/client.ts';
 import { GpuRecordSchema } from '../../agent/gpu/record.ts';
 import type { CheckpointGpuStatus } from '../../api/index.ts';
 import { KybernateError } from '../../lib/errors.ts';
-import { capturedGpuBytes, type AgentStatus, type ArtifactRef, type CheckpointArtifact, type CheckpointOptions, type ContainerRef, type NodeAgent, type RestoreOutcome, type RestoreTarget } from './node-agent.ts';
+import {
+  capturedGpuBytes,
+  type AgentStatus,
+  type ArtifactRef,
+  type CheckpointArtifact,
+  type CheckpointOptions,
+  type ContainerRef,
+  type NodeAgent,
+  type NodeGpuReport,
+  type RestoreOutcome,
+  type RestoreTarget,
+} from './node-agent.ts';
 
 /** containerd namespace of containers the kubelet creates. */
 const KUBELET_CONTAINERD_NAMESPACE = 'k8s.io';
@@ -13,10 +25,9 @@ const KUBELET_CONTAINERD_NAMESPACE = 'k8s.io';
 /**
  * NodeAgent over the agents' gRPC API (src/agent/client.ts), one mTLS client per node. Limits of the
  * current agent API, stated rather than hidden: it stores checkpoints in the node-local store only
- * (spec storage is not passed on), takes no per-call GPU lock timeout (the agent's own applies), does
- * not report the node's GPUs in GetStatus (so `status().gpu` is undefined and the GPU preflight cannot
- * run: the agent's own check after the CRIU restore decides), and restores a checkpoint standalone:
- * joining the target pod's sandbox (netns, cgroup) needs a node-side lookup the API does not offer yet.
+ * (spec storage is not passed on), takes no per-call GPU lock timeout (the agent's own applies), and
+ * restores a checkpoint standalone: joining the target pod's sandbox (netns, cgroup) needs a node-side
+ * lookup the API does not offer yet.
  */
 export class GrpcNodeAgent implements NodeAgent {
   private readonly clients = new Map<string, AgentClient>();
@@ -82,7 +93,8 @@ export class GrpcNodeAgent implements NodeAgent {
 
   async status(node: string): Promise<AgentStatus> {
     const status = await this.client(node).getStatus();
-    return { node: status.node, checkpointCount: status.checkpoint_count, runningOperations: status.running_operations };
+    const gpu = nodeGpuReportFromMessage(status.gpu);
+    return { node: status.node, checkpointCount: status.checkpoint_count, runningOperations: status.running_operations, ...(gpu ? { gpu } : {}) };
   }
 
   close(): void {
@@ -118,6 +130,22 @@ export function gpuCaptureFromManifest(manifestJson: string): CheckpointGpuStatu
     ...(record.cudaDriverApiVersion === null ? {} : { driverApiVersion: record.cudaDriverApiVersion }),
     processes: new Set(record.processes.map((row) => row.pid)).size,
     devices: record.gpus.map((gpu) => ({ uuid: gpu.uuid, model: gpu.name, memoryTotalBytes: gpu.memoryTotalBytes, capturedBytes: captured.get(gpu.uuid) ?? 0 })),
+  };
+}
+
+/**
+ * The agent's GetStatus GPU report as the GPU preflight reads it; undefined from an agent older than the
+ * report (the preflight then leaves the decision to the agent's own check).
+ */
+export function nodeGpuReportFromMessage(report: GpuReportMessage | null | undefined): NodeGpuReport | undefined {
+  if (!report) return undefined;
+  if (!report.usable) return { usable: false, error: report.error || 'the agent reports no usable GPU and no reason' };
+  return {
+    usable: true,
+    driverVersion: report.driver_version,
+    driverApiVersion: report.cuda_driver_api_version ?? null,
+    supportedDriverApiVersions: report.supported_cuda_driver_api_versions,
+    gpus: report.gpus.map((gpu) => ({ uuid: gpu.uuid, model: gpu.model, memoryTotalBytes: gpu.memory_total_bytes, memoryFreeBytes: gpu.memory_free_bytes })),
   };
 }
 

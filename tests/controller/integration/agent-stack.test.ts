@@ -5,7 +5,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition, type KybernateCheckpoint, type KybernateRestore } from '../../../src/api/index.ts';
 import type { CudaCheckpointApi, GpuUuidPair } from '../../../src/agent/cuda/api.ts';
-import { systemGpuSupport } from '../../../src/agent/gpu/support.ts';
+import { systemGpuSupport, type GpuSupport } from '../../../src/agent/gpu/support.ts';
 import { FakeCudaDriver } from '../../cuda/fake-driver.ts';
 import { GrpcNodeAgent } from '../../../src/controller/agent/grpc-node-agent.ts';
 import { getOptional } from '../../../src/lib/kube/client.ts';
@@ -79,7 +79,7 @@ describe('controller + gRPC node agent + containerd/CRIU', () => {
     expect((await t.client.listCheckpoints()).checkpoints.map((c) => c.id)).not.toContain(`${ns}.snap`);
   });
 
-  it('a gpu.enabled checkpoint asks the agent for a GPU checkpoint and shows what it captured; the restore brings the GPU state back (FakeCudaDriver)', async () => {
+  it('a gpu.enabled checkpoint asks the agent for a GPU checkpoint and shows what it captured; the restore waits while the agent reports no usable GPU and brings the GPU state back once it reports one (FakeCudaDriver)', async () => {
     const t = stack();
     const containerId = 'cuda-server';
     const GPU = 'GPU-00000000-0000-0000-0000-000000000001';
@@ -89,7 +89,7 @@ describe('controller + gRPC node agent + containerd/CRIU', () => {
     for (let i = 0; i < 100 && !(await fs.readlink(`/proc/${pid}/fd/3`).catch(() => '')).startsWith('/dev/nvidia'); i++) await sleep(50);
     const cuda = new RestoredPidsFakeCuda(pid);
     // The real agent with a TEST DOUBLE for libcuda/NVML (no GPU here): one 16 GiB GPU, the shell holding 1 GiB on it.
-    t.agent.agent.ctx.gpu = {
+    const gpu: GpuSupport = {
       ...systemGpuSupport(),
       driver: async () => cuda,
       availability: async () => ({
@@ -99,6 +99,7 @@ describe('controller + gRPC node agent + containerd/CRIU', () => {
         gpus: [{ index: 0, uuid: GPU, name: 'Test GPU', memoryTotalBytes: 2 ** 34, memoryFreeBytes: 2 ** 33, memoryUsedBytes: 2 ** 33, processes: [{ pid, usedBytes: 2 ** 30 }] }],
       }),
     };
+    t.agent.agent.ctx.gpu = gpu;
     try {
       await createPod('cuda');
       await runPod(env.kube, ns, 'cuda');
@@ -109,13 +110,34 @@ describe('controller + gRPC node agent + containerd/CRIU', () => {
       expect(cuda.state(pid)).toBe('checkpointed');
       await removeTestContainer(t.ctrd, containerId, t.namespace, t.stateDir);
 
+      // The agent's GetStatus reports the test double's GPU, mapped for the GPU preflight.
+      expect((await controller.agent.status('node-a')).gpu).toEqual({
+        usable: true,
+        driverVersion: 'test',
+        driverApiVersion: 13000,
+        supportedDriverApiVersions: [13000],
+        gpus: [{ uuid: GPU, model: 'Test GPU', memoryTotalBytes: 2 ** 34, memoryFreeBytes: 2 ** 33 }],
+      });
+
+      // Back to this machine's own GPU support: no NVIDIA driver here. The preflight keeps the restore waiting with the agent's reason.
+      t.agent.agent.ctx.gpu = undefined;
+      const noDriver = "no NVIDIA kernel driver on this node: ENOENT: no such file or directory, open '/proc/driver/nvidia/version'";
+      expect((await controller.agent.status('node-a')).gpu).toEqual({ usable: false, error: noDriver });
       cuda.adoptRestoredPids = true;
       await createPod('cuda-restored');
       await env.kube.create(RESTORES, { apiVersion: 'kybernate.io/v1alpha1', kind: 'KybernateRestore', metadata: { name: 'gpu-back', namespace: ns }, spec: { checkpointRef: 'gpu-snap', targetPod: { name: 'cuda-restored' } } });
+      const waiting = await waitFor('restore waiting for a GPU', async () => {
+        const restore = await env.kube.get<KybernateRestore>(RESTORES, ns, 'gpu-back');
+        return findCondition(restore.status?.conditions, 'GpuReady')?.reason === 'GpuUnavailable' ? restore : undefined;
+      });
+      expect(waiting.status?.phase).toBe('Pending');
+      expect(findCondition(waiting.status?.conditions, 'GpuReady')).toMatchObject({ status: 'False', message: expect.stringContaining(noDriver) });
+
+      // The GPU "appears": the next check passes and the restore keeps the recorded GPU.
+      t.agent.agent.ctx.gpu = gpu;
       const restored = await phase<KybernateRestore>(RESTORES, 'gpu-back', 'Completed');
       expect(restored.status?.gpuMemoryBytes).toBe(2 ** 30);
-      // Today's agent reports no GPUs in GetStatus: no preflight, said so in the condition.
-      expect(findCondition(restored.status?.conditions, 'GpuReady')).toMatchObject({ status: 'Unknown', reason: 'GpuNotReported' });
+      expect(findCondition(restored.status?.conditions, 'GpuReady')).toMatchObject({ status: 'True', reason: 'CompatibleGpu', message: 'the checkpointed GPUs are free on node-a' });
       const task = await t.ctrd.getTask(containerId, { namespace: t.namespace });
       expect(cuda.state(task.pid)).toBe('running');
     } finally {
