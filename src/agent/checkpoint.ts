@@ -168,7 +168,7 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
 
     const manifest = await timed('commit', async () => {
       await fs.writeFile(path.join(stagingDir, SPEC_FILE), inspected.specJson, { mode: 0o600, flag: 'wx' });
-      const files = await store.sealStaging(id);
+      const files = await store.describeFiles(stagingDir);
       const { container } = inspected;
       const options = container.runtime!.options;
       const manifest: CheckpointManifest = {
@@ -254,16 +254,14 @@ async function inspectTask(containerd: ContainerdClient, containerId: string, ca
 
 /**
  * Kills a frozen task: the signal is queued while frozen and delivered on thaw, before the task runs
- * any more of its own code, so nothing happens after the checkpointed instant. runc thaws a paused
- * container when it sends SIGKILL; the resume covers runtimes that do not and runs while the exit is
- * awaited (the wait is registered before the kill, so the exit cannot be missed). The stopped task
- * stays, like the container record, for its owner to delete (as after containerd's own checkpoint with exit).
+ * any more of its own code, so nothing happens after the checkpointed instant. runc thaws when it
+ * signals all processes; the explicit resume covers runtimes that do not. The stopped task stays, like
+ * the container record, for its owner to delete (as after containerd's own checkpoint with exit).
  */
 async function stopFrozenTask(containerd: ContainerdClient, containerId: string, call: { namespace: string }): Promise<void> {
-  const exited = containerd.waitTask(containerId, { ...call, timeoutMs: 30_000 });
-  exited.catch(() => undefined);
   await containerd.killTask(containerId, SIGKILL, call);
-  await Promise.all([exited, containerd.resumeTask(containerId, call).catch(() => undefined)]);
+  await containerd.resumeTask(containerId, call).catch(() => undefined);
+  await containerd.waitTask(containerId, { ...call, timeoutMs: 30_000 });
 }
 
 /**
