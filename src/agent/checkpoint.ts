@@ -168,7 +168,7 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
 
     const manifest = await timed('commit', async () => {
       await fs.writeFile(path.join(stagingDir, SPEC_FILE), inspected.specJson, { mode: 0o600, flag: 'wx' });
-      const files = await store.describeFiles(stagingDir);
+      const files = await store.sealStaging(id);
       const { container } = inspected;
       const options = container.runtime!.options;
       const manifest: CheckpointManifest = {
