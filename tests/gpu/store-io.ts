@@ -8,7 +8,8 @@ import { open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CHUNK_BYTES, hashFiles } from '../../src/agent/store/hashing.ts';
+import { hashChunks } from '../../src/agent/store/hash-pool.ts';
+import { chunkRanges, DEFAULT_CHUNK_BYTES } from '../../src/agent/store/hashing.ts';
 import { createLogger } from '../../src/lib/log.ts';
 import { dropPageCache } from './proof.ts';
 
@@ -28,7 +29,7 @@ const gbPerS = (b: number, ms: number): number => Math.round((b / 1e9 / (ms / 10
 
 async function hashRate(workers: number): Promise<number> {
   const t0 = performance.now();
-  await hashFiles([{ file: values.file!, size: bytes, layout: { kind: 'chunked', chunkBytes: DEFAULT_CHUNK_BYTES } }], { chunkBytes: DEFAULT_CHUNK_BYTES, maxWorkers: workers });
+  await hashChunks(chunkRanges(bytes, DEFAULT_CHUNK_BYTES).map((range) => ({ file: values.file!, ...range })), workers);
   return performance.now() - t0;
 }
 

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
 import os from 'node:os';
-import { hashChunks, type ChunkTask } from './hash-pool.ts';
+import { hashChunks } from './hash-pool.ts';
 import { CRIU_DIR, type FileDigest } from './manifest.ts';
 
 /**
@@ -51,37 +52,42 @@ export function chunkRanges(size: number, chunkBytes: number): { start: number; 
   return ranges;
 }
 
-export interface HashRequest {
+export interface FileToHash {
   /** absolute path */
   file: string;
+  /** how to hash the file, given its size on disk; undefined: do not hash it (e.g. its size is already wrong) */
+  layout: (size: number) => HashLayout | undefined;
+}
+
+export interface HashedFile {
   size: number;
-  layout: HashLayout;
+  digest?: FileDigest;
 }
 
 /**
- * Hashes every file as its layout says: the chunks of all chunked files on one worker pool, the whole
- * files side by side on the main thread meanwhile. Results keep the order of `requests`.
+ * Stats and hashes every file as its layout says. Whole files are hashed in the same lane as their stat,
+ * side by side on the main thread (as for a CPU container's small image files, whose verify must stay
+ * ~30 ms); the chunks of all chunked files then go to one worker pool. Results keep the input order.
  */
-export async function hashFiles(requests: HashRequest[], options: HashingOptions): Promise<FileDigest[]> {
-  const tasks: ChunkTask[] = [];
-  const firstTask = requests.map((request) => {
-    const first = tasks.length;
-    if (request.layout.kind === 'chunked') {
-      for (const range of chunkRanges(request.size, request.layout.chunkBytes)) tasks.push({ file: request.file, ...range });
-    }
-    return first;
+export async function statAndHashFiles(files: FileToHash[], options: HashingOptions): Promise<HashedFile[]> {
+  const chunked: { index: number; ranges: { start: number; length: number }[]; chunkBytes: number }[] = [];
+  const results = await mapConcurrently(files, async ({ file, layout }, index): Promise<HashedFile> => {
+    const { size } = await fs.stat(file);
+    const chosen = layout(size);
+    if (chosen?.kind === 'whole') return { size, digest: { sha256: await sha256File(file) } };
+    if (chosen?.kind === 'chunked') chunked.push({ index, ranges: chunkRanges(size, chosen.chunkBytes), chunkBytes: chosen.chunkBytes });
+    return { size };
   });
-  const wholeIndexes = requests.flatMap((request, index) => (request.layout.kind === 'whole' ? [index] : []));
-  const [chunkDigests, wholeDigests] = await Promise.all([
-    hashChunks(tasks, options.maxWorkers),
-    mapConcurrently(wholeIndexes, (index) => sha256File(requests[index]!.file)),
-  ]);
-  const whole = new Map(wholeIndexes.map((index, i) => [index, wholeDigests[i]!]));
-  return requests.map((request, index): FileDigest => {
-    if (request.layout.kind === 'whole') return { sha256: whole.get(index)! };
-    const count = chunkRanges(request.size, request.layout.chunkBytes).length;
-    return { chunkBytes: request.layout.chunkBytes, chunkSha256: chunkDigests.slice(firstTask[index], firstTask[index]! + count) };
-  });
+  const digests = await hashChunks(
+    chunked.flatMap(({ index, ranges }) => ranges.map((range) => ({ file: files[index]!.file, ...range }))),
+    options.maxWorkers,
+  );
+  let next = 0;
+  for (const { index, ranges, chunkBytes } of chunked) {
+    results[index]!.digest = { chunkBytes, chunkSha256: digests.slice(next, next + ranges.length) };
+    next += ranges.length;
+  }
+  return results;
 }
 
 /**
@@ -91,13 +97,13 @@ export async function hashFiles(requests: HashRequest[], options: HashingOptions
  */
 const WHOLE_FILE_CONCURRENCY = 8;
 
-async function mapConcurrently<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+async function mapConcurrently<T, R>(items: T[], fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {
       const index = next++;
-      results[index] = await fn(items[index]!);
+      results[index] = await fn(items[index]!, index);
     }
   };
   await Promise.all(Array.from({ length: Math.min(WHOLE_FILE_CONCURRENCY, items.length) }, worker));

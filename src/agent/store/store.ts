@@ -4,7 +4,7 @@ import path from 'node:path';
 import { NotFoundError } from '../../lib/errors.ts';
 import { AlreadyExistsError, CorruptArtifactError } from '../errors.ts';
 import { extractArchive, writeArchive } from './archive.ts';
-import { defaultHashingOptions, hashFiles, layoutFor, layoutOf, type HashingOptions } from './hashing.ts';
+import { defaultHashingOptions, layoutFor, layoutOf, statAndHashFiles, type HashingOptions } from './hashing.ts';
 import {
   CRIU_DIR,
   MANIFEST_FILE,
@@ -109,12 +109,11 @@ export class CheckpointStore {
    */
   async describeFiles(dir: string): Promise<ArtifactFile[]> {
     const rels = (await listFiles(dir)).filter((rel) => rel !== MANIFEST_FILE);
-    const sizes = await Promise.all(rels.map(async (rel) => (await fs.stat(path.join(dir, rel))).size));
-    const digests = await hashFiles(
-      rels.map((rel, i) => ({ file: path.join(dir, rel), size: sizes[i]!, layout: layoutFor(rel, sizes[i]!, this.hashing.chunkBytes) })),
+    const hashed = await statAndHashFiles(
+      rels.map((rel) => ({ file: path.join(dir, rel), layout: (size: number) => layoutFor(rel, size, this.hashing.chunkBytes) })),
       this.hashing,
     );
-    return rels.map((rel, i) => ({ path: rel, size: sizes[i]!, ...digests[i]! }));
+    return rels.map((rel, i) => ({ path: rel, size: hashed[i]!.size, ...hashed[i]!.digest! }));
   }
 
   /**
@@ -257,14 +256,18 @@ async function listFiles(dir: string): Promise<string[]> {
 async function checkFiles(dir: string, recorded: ArtifactFile[], hashing: HashingOptions): Promise<FileProblem[]> {
   const expected = new Map(recorded.map((file) => [file.path, file]));
   const rels = (await listFiles(dir)).filter((rel) => rel !== MANIFEST_FILE);
-  const found: FoundFile[] = await Promise.all(rels.map(async (rel) => ({ path: rel, size: (await fs.stat(path.join(dir, rel))).size })));
-  // Hashing a file whose size is already wrong (or that is not listed) only costs time.
-  const toHash = found.filter((file) => expected.get(file.path)?.size === file.size);
-  const digests = await hashFiles(
-    toHash.map((file) => ({ file: path.join(dir, file.path), size: file.size, layout: layoutOf(expected.get(file.path)!) })),
+  const hashed = await statAndHashFiles(
+    rels.map((rel) => ({
+      file: path.join(dir, rel),
+      // Hashing a file whose size is already wrong (or that is not listed) only costs time.
+      layout: (size: number) => {
+        const entry = expected.get(rel);
+        return entry?.size === size ? layoutOf(entry) : undefined;
+      },
+    })),
     hashing,
   );
-  toHash.forEach((file, i) => Object.assign(file, digests[i]));
+  const found: FoundFile[] = rels.map((rel, i) => ({ path: rel, size: hashed[i]!.size, ...hashed[i]!.digest }));
   return compareArtifactFiles(recorded, found);
 }
 
