@@ -7,12 +7,12 @@ import { ROOTFS_DIFF_MEDIA_TYPE, criuLogErrors, firstFailure, rollback, type Age
 import type { ContainerdClient } from './containerd/client.ts';
 import { encodeRestoreTaskOptions } from './containerd/runc-options.ts';
 import type { Mount } from './containerd/types.ts';
-import { AlreadyExistsError, BaseImageMissingError, ContainerdError, PidCollisionError } from './errors.ts';
+import { AlreadyExistsError, BaseImageMissingError, ContainerdError, FailedPreconditionError, PidCollisionError } from './errors.ts';
 import type { GpuUuidPair } from './cuda/api.ts';
 import { gpuSupportOf } from './gpu/support.ts';
 import { restoreTaskGpu } from './gpu/task-gpu.ts';
 import type { ReportStep } from './operations/registry.ts';
-import { SANDBOX_KIND, SANDBOX_KIND_LABEL, checkRestoreTarget, parseSpec, restoreSpec, sandboxHoldingNetns, type RestoreTarget } from './spec.ts';
+import { SANDBOX_KIND, SANDBOX_KIND_LABEL, checkRestoreTarget, parseSpec, restoreSpec, sandboxHoldingNetns, type RestoreTarget, type TargetSandbox } from './spec.ts';
 import { ROOTFS_DIFF_FILE, SPEC_FILE, isValidCheckpointId, rootfsDiffFile, type CheckpointManifest } from './store/manifest.ts';
 
 export const OCI_SPEC_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
@@ -107,20 +107,20 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
       }
     };
 
-    const [, specJson, sandboxId] = await timed('preflight', () =>
+    const [, specJson, sandbox] = await timed('preflight', () =>
       unlessCorrupt(
         firstFailure([
           preflight(containerd, source, containerId, context, call),
           fs.readFile(path.join(artifact, SPEC_FILE), 'utf8'),
-          request.target.netnsPath ? measure('sandbox', () => findSandbox(containerd, request.target.netnsPath!, call)) : Promise.resolve(undefined),
+          request.target.netnsPath ? measure('sandbox', () => findSandbox(containerd, request.target.netnsPath!, call, context)) : Promise.resolve(undefined),
           containerd.createLease(leaseId, new Date(Date.now() + LEASE_TTL_MS), { 'kybernate.io/checkpoint': unverified.id }, call).then(() => {
             created.lease = true;
           }),
         ] as const),
       ),
     );
-    const spec = restoreSpec(parseSpec(specJson), containerId, namespace, request.target, sandboxId);
-    if (sandboxId) log.debug({ sandbox: sandboxId }, 'restoring into the shim of the target pod sandbox');
+    const spec = restoreSpec(parseSpec(specJson), containerId, namespace, request.target, sandbox, context);
+    if (sandbox) log.debug({ sandbox: sandbox.id, sandboxPid: sandbox.pid }, 'restoring into the namespaces and shim of the target pod sandbox');
 
     // Snapshot + rootfs diff, the container record and the CRIU image links do not depend on each other.
     const [mounts, , workspace] = await timed('prepare', () =>
@@ -248,10 +248,17 @@ async function preflight(
 }
 
 /**
- * The pod sandbox container (CRI's label) that holds the target netns, whose shim the restored task
- * joins; none (a shim of its own) when no sandbox container names that netns, e.g. outside Kubernetes.
+ * The pod sandbox container (CRI's label) that holds the target netns, whose shim, namespaces and CRI files
+ * the restored task gets, with its task's pid; none when no sandbox container names that netns, e.g.
+ * outside Kubernetes. A sandbox without a running task is refused: its pod is stopped, and its pid may be
+ * anyone's now.
  */
-async function findSandbox(containerd: ContainerdClient, netnsPath: string, call: { namespace: string }): Promise<string | undefined> {
+async function findSandbox(
+  containerd: ContainerdClient,
+  netnsPath: string,
+  call: { namespace: string },
+  context: Record<string, unknown>,
+): Promise<TargetSandbox | undefined> {
   const sandboxes = await containerd.listContainers(call, [`labels."${SANDBOX_KIND_LABEL}"==${SANDBOX_KIND}`]);
   const parsed = sandboxes.flatMap((container) => {
     if (!container.spec) return [];
@@ -261,7 +268,16 @@ async function findSandbox(containerd: ContainerdClient, netnsPath: string, call
       return [];
     }
   });
-  return sandboxHoldingNetns(parsed, netnsPath);
+  const id = sandboxHoldingNetns(parsed, netnsPath);
+  if (!id) return undefined;
+  const task = await containerd.getTask(id, call).catch((err: unknown) => {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  });
+  if (task?.status !== 'RUNNING') {
+    throw new FailedPreconditionError(`the pod sandbox ${id} that holds ${netnsPath} has no running task (${task?.status ?? 'none'}): its pod is stopped`, { ...context, sandbox: id });
+  }
+  return { id, pid: task.pid };
 }
 
 /** An uncompressed tar that holds no entry is only its end-of-archive zero blocks. */

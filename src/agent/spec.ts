@@ -112,6 +112,69 @@ export function sandboxHoldingNetns(sandboxes: { id: string; spec: OciSpec }[], 
   return sandboxes.find(({ spec }) => spec.linux?.namespaces?.some((ns) => ns.type === 'network' && ns.path === netnsPath))?.id;
 }
 
+/** The target pod's sandbox container: its id (CRI's pod sandbox id) and its task's pid, the process holding the pod's namespaces. */
+export interface TargetSandbox {
+  id: string;
+  pid: number;
+}
+
+/** A namespace joined through a process: `/proc/<pid>/ns/<type>`, as CRI joins a pod's namespaces through its sandbox. */
+const PROCESS_NAMESPACE_PATH = /^\/proc\/(\d+)\/ns\/[a-z_]+$/;
+
+function namespaceProcess(nsPath: string | undefined): number | undefined {
+  const pid = nsPath ? PROCESS_NAMESPACE_PATH.exec(nsPath)?.[1] : undefined;
+  return pid === undefined ? undefined : Number(pid);
+}
+
+/**
+ * The namespaces of a container restored into a pod: the target netns, and each namespace the checkpoint
+ * joined through its source pod's process (CRI: IPC, UTS, and pid when the pod shares it, all by
+ * `/proc/<source sandbox pid>/ns/<type>`) joined through the target's process instead: the target sandbox's
+ * task, or the process a `/proc/<pid>/ns/net` target netns names. The source pod's process is the one whose
+ * netns the checkpoint joined. Any other process's namespace is refused: that pid now belongs to whatever
+ * took it. Own namespaces, and namespace files by name (they name a namespace, not a process), stay.
+ */
+export function podNamespaces(spec: OciSpec, netnsPath: string, sandbox: TargetSandbox | undefined, context: Record<string, unknown>): { type: string; path?: string }[] {
+  const namespaces = spec.linux?.namespaces ?? [];
+  const sourcePid = namespaceProcess(namespaces.find((ns) => ns.type === 'network')?.path);
+  const targetPid = sandbox?.pid ?? namespaceProcess(netnsPath);
+  const joined = namespaces
+    .filter((ns) => ns.type !== 'network')
+    .map((ns) => {
+      const pid = namespaceProcess(ns.path);
+      if (pid === undefined) return ns;
+      if (pid !== sourcePid) {
+        throw new FailedPreconditionError(
+          `the checkpoint joins the ${ns.type} namespace of process ${pid} (${ns.path}), which is not the process of its pod's network namespace: a restore cannot tell what that pid is now`,
+          context,
+        );
+      }
+      if (targetPid === undefined) {
+        throw new FailedPreconditionError(
+          `the checkpoint joins its pod's ${ns.type} namespace (${ns.path}); no pod sandbox container holds the target netns ${netnsPath}, so the target pod's ${ns.type} namespace is unknown`,
+          context,
+        );
+      }
+      return { ...ns, path: ns.path!.replace(`/proc/${pid}/`, `/proc/${targetPid}/`) };
+    });
+  return [...joined, { type: 'network', path: netnsPath }];
+}
+
+/**
+ * CRI keeps a pod's `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` (under its root dir) and `/dev/shm`
+ * (under its state dir) in `<dir>/sandboxes/<sandbox id>/` of its plugin's directories, and bind-mounts them
+ * into each container of the pod.
+ */
+const CRI_SANDBOXES_DIR = '/io.containerd.grpc.v1.cri/sandboxes/';
+
+/** The mounts of a container restored into another pod: sources in the source pod's CRI sandbox dirs moved to the target pod's. */
+export function podMounts(mounts: OciMount[] | undefined, sourceSandboxId: string | undefined, targetSandboxId: string): OciMount[] | undefined {
+  if (!mounts || !sourceSandboxId || sourceSandboxId === targetSandboxId) return mounts;
+  const sourceDir = `${CRI_SANDBOXES_DIR}${sourceSandboxId}/`;
+  const targetDir = `${CRI_SANDBOXES_DIR}${targetSandboxId}/`;
+  return mounts.map((mount) => (mount.source?.includes(sourceDir) ? { ...mount, source: mount.source.replace(sourceDir, targetDir) } : mount));
+}
+
 /**
  * The shim group of a container restored into a pod: the target pod's sandbox when one holds the target
  * netns (its running shim serves the restored task too, no new shim process), else none. The
@@ -124,16 +187,21 @@ function shimGroupAnnotations(annotations: Record<string, string> | undefined, s
 }
 
 /**
- * The spec of the restored container: the checkpoint's, placed into the target. `sandboxId` (restores
- * into a pod only): the target pod's sandbox container, whose shim the restored task joins. Does not
- * modify `spec`.
+ * The spec of the restored container: the checkpoint's, placed into the target. `sandbox` (restores into
+ * a pod only): the target pod's sandbox container, whose namespaces, CRI files and shim the restored task
+ * gets instead of the source pod's. Does not modify `spec`; throws `FailedPrecondition` where the
+ * checkpoint joins a namespace the target cannot stand in for (see podNamespaces).
  */
-export function restoreSpec(spec: OciSpec, containerId: string, namespace: string, target: RestoreTarget, sandboxId?: string): OciSpec {
+export function restoreSpec(
+  spec: OciSpec,
+  containerId: string,
+  namespace: string,
+  target: RestoreTarget,
+  sandbox?: TargetSandbox,
+  context: Record<string, unknown> = {},
+): OciSpec {
   const linux = { ...(spec.linux ?? {}) };
-  if (target.netnsPath) {
-    const others = (linux.namespaces ?? []).filter((ns) => ns.type !== 'network');
-    linux.namespaces = [...others, { type: 'network', path: target.netnsPath }];
-  }
+  if (target.netnsPath) linux.namespaces = podNamespaces(spec, target.netnsPath, sandbox, context);
   linux.cgroupsPath = restoredCgroupsPath(spec.linux?.cgroupsPath, containerId, namespace, target.cgroupParent);
   if (target.devices?.length) {
     const byPath = new Map((linux.devices ?? []).map((d) => [d.path, d]));
@@ -148,14 +216,14 @@ export function restoreSpec(spec: OciSpec, containerId: string, namespace: strin
       ],
     };
   }
-  let mounts = spec.mounts;
+  let mounts = sandbox ? podMounts(spec.mounts, spec.annotations?.[SANDBOX_ID_ANNOTATION], sandbox.id) : spec.mounts;
   if (target.mounts?.length) {
-    const byDestination = new Map((spec.mounts ?? []).map((m) => [m.destination, m]));
+    const byDestination = new Map((mounts ?? []).map((m) => [m.destination, m]));
     for (const mount of target.mounts) {
       byDestination.set(mount.destination, { type: 'bind', options: ['rbind', 'rw'], ...mount });
     }
     mounts = [...byDestination.values()];
   }
-  const annotations = target.netnsPath ? shimGroupAnnotations(spec.annotations, sandboxId) : spec.annotations;
+  const annotations = target.netnsPath ? shimGroupAnnotations(spec.annotations, sandbox?.id) : spec.annotations;
   return { ...spec, mounts, linux, ...(annotations ? { annotations } : {}) };
 }
