@@ -66,45 +66,75 @@ async function namespacesOf(pid: number): Promise<Record<'net' | 'ipc' | 'uts', 
   return { net: net!, ipc: ipc!, uts: uts! };
 }
 
+interface Pod {
+  id: string;
+  config: PodSandboxConfig;
+  /** the sandbox's pause process: it holds the pod's namespaces */
+  pid: number;
+  /** the pod's network namespace as the sandbox's spec names it (a kubelet-run node has the same) */
+  netnsPath: string;
+}
+
+/** Runs a pod sandbox through CRI as the kubelet would, under its own cgroup parent. */
+async function runPod(name: string, uid: string, cgroupParent: string): Promise<Pod> {
+  const config: PodSandboxConfig = {
+    metadata: { name, uid, namespace: 'default', attempt: 0 },
+    hostname: name,
+    log_directory: path.join(t.dirs.base, 'pod-logs', name),
+    linux: { cgroup_parent: cgroupParent, security_context: { namespace_options: kubeletNamespaces } },
+  };
+  const id = await cri.runPodSandbox(config);
+  const { info } = await cri.podSandboxStatus(id, true);
+  const sandbox = JSON.parse(info.info!) as SandboxInfo;
+  const netnsPath = sandbox.runtimeSpec.linux.namespaces.find((ns) => ns.type === 'network')?.path;
+  expect(netnsPath).toMatch(/^\/var\/run\/netns\/cni-/);
+  return { id, config, pid: sandbox.pid, netnsPath: netnsPath! };
+}
+
+/** Starts the counter in a pod, writing to `<volume>/counter.log`, a pod volume (emptyDir-like) that stays readable on the host across a restore. */
+async function startCounter(pod: Pod, volume: string): Promise<string> {
+  await fs.mkdir(volume, { recursive: true });
+  const containerId = await cri.createContainer(
+    pod.id,
+    {
+      metadata: { name: 'counter' },
+      image: { image: TEST_IMAGE_REF },
+      command: testImageArgs.counter('/data/counter.log'),
+      log_path: 'counter.log',
+      mounts: [{ container_path: '/data', host_path: volume }],
+      linux: { security_context: { namespace_options: kubeletNamespaces } },
+    },
+    pod.config,
+  );
+  await cri.startContainer(containerId);
+  await waitForCounter(path.join(volume, 'counter.log'), 3);
+  return containerId;
+}
+
+/** Stops and removes the pods (with their containers) and their cgroup parents; returns the cgroups that could not go. */
+async function removePods(pods: { id?: string; cgroupParent: string }[]): Promise<string[]> {
+  const kept: string[] = [];
+  for (const pod of pods) {
+    if (pod.id) {
+      await cri.stopPodSandbox(pod.id);
+      await cri.removePodSandbox(pod.id);
+    }
+    kept.push(...(await removeCgroupParent(pod.cgroupParent)));
+  }
+  return kept;
+}
+
 it('a container created through CRI is checkpointed by the agent and restored into the same pod sandbox; CRI does not see the restored one', async () => {
   const uid = randomUUID();
   const cgroupParent = `/kybernate-cri-${uid.slice(0, 8)}`;
   const volume = path.join(t.dirs.base, 'volume');
-  await fs.mkdir(volume, { recursive: true });
   const counterFile = path.join(volume, 'counter.log');
-  const sandboxConfig: PodSandboxConfig = {
-    metadata: { name: 'counter-pod', uid, namespace: 'default', attempt: 0 },
-    hostname: 'counter-pod',
-    log_directory: path.join(t.dirs.base, 'pod-logs'),
-    linux: { cgroup_parent: cgroupParent, security_context: { namespace_options: kubeletNamespaces } },
-  };
   const restoredId = `restored-${uid.slice(0, 8)}`;
-  let podId: string | undefined;
-  let netnsPath: string | undefined;
+  let pod: Pod | undefined;
   let keptCgroups: string[];
   try {
-    podId = await cri.runPodSandbox(sandboxConfig);
-    const { info } = await cri.podSandboxStatus(podId, true);
-    const sandbox = JSON.parse(info.info!) as SandboxInfo;
-    // The pod's network namespace as the sandbox's spec names it (a kubelet-run node has the same).
-    netnsPath = sandbox.runtimeSpec.linux.namespaces.find((ns) => ns.type === 'network')?.path;
-    expect(netnsPath).toMatch(/^\/var\/run\/netns\/cni-/);
-
-    const containerId = await cri.createContainer(
-      podId,
-      {
-        metadata: { name: 'counter' },
-        image: { image: TEST_IMAGE_REF },
-        command: testImageArgs.counter('/data/counter.log'),
-        log_path: 'counter.log',
-        // a pod volume (emptyDir-like): the counter file stays readable on the host across the restore
-        mounts: [{ container_path: '/data', host_path: volume }],
-        linux: { security_context: { namespace_options: kubeletNamespaces } },
-      },
-      sandboxConfig,
-    );
-    await cri.startContainer(containerId);
-    await waitForCounter(counterFile, 3);
+    pod = await runPod('counter-pod', uid, cgroupParent);
+    const containerId = await startCounter(pod, volume);
 
     const checkpoint = await t.client.checkpointAndWait({ namespace: CRI_NAMESPACE, containerId, leaveRunning: false });
     const before = await counterValues(counterFile);
@@ -121,34 +151,79 @@ it('a container created through CRI is checkpointed by the agent and restored in
     const restore = await t.client.restoreAndWait({
       checkpointId: checkpoint.checkpoint_id,
       containerId: restoredId,
-      target: { netnsPath, cgroupParent },
+      target: { netnsPath: pod.netnsPath, cgroupParent },
     });
     const after = await waitForCounter(counterFile, 3, before.length);
     expect(after[before.length]).toBe(before.at(-1)! + 1);
     expect(isConsecutive(after)).toBe(true);
-    // The pod's network, IPC and UTS namespaces: the netns from the target, the other two joined by runc as the spec names them.
-    expect(await namespacesOf(restore.pid)).toEqual(await namespacesOf(sandbox.pid));
+    // The pod's network, IPC and UTS namespaces: the netns from the target, the other two through the sandbox's pid.
+    expect(await namespacesOf(restore.pid)).toEqual(await namespacesOf(pod.pid));
     expect(await fs.readFile(`/proc/${restore.pid}/cgroup`, 'utf8')).toContain(`${cgroupParent}/${restoredId}`);
 
     // containerd has the restored container in k8s.io; CRI's container store only has what CRI created.
     expect((await t.ctrd.getTask(restoredId, { namespace: CRI_NAMESPACE })).status).toBe('RUNNING');
-    expect((await cri.listContainers(podId)).map((c) => c.id)).toEqual([containerId]);
+    expect((await cri.listContainers(pod.id)).map((c) => c.id)).toEqual([containerId]);
     await expect(cri.containerStatus(restoredId)).rejects.toThrow(/NotFound|not found|does not exist/);
 
     // Stopping the pod (what the kubelet does when the pod goes) stops what CRI knows: the restored task runs on.
-    await cri.stopPodSandbox(podId);
+    await cri.stopPodSandbox(pod.id);
     expect((await cri.containerStatus(containerId)).state).toBe('CONTAINER_EXITED');
     expect((await t.ctrd.getTask(restoredId, { namespace: CRI_NAMESPACE })).status).toBe('RUNNING');
+
+    // A stopped pod is no target: its sandbox has no running task whose namespaces the restore could join.
+    await expect(
+      t.client.restoreAndWait({ checkpointId: checkpoint.checkpoint_id, containerId: `${restoredId}-2`, target: { netnsPath: pod.netnsPath, cgroupParent } }),
+    ).rejects.toMatchObject({ code: 'FailedPrecondition', message: expect.stringMatching(/has no running task/) });
   } finally {
     await removeTestContainer(t.ctrd, restoredId, CRI_NAMESPACE, t.stateDir);
-    if (podId) {
-      await cri.stopPodSandbox(podId);
-      await cri.removePodSandbox(podId);
-    }
-    keptCgroups = await removeCgroupParent(cgroupParent);
+    keptCgroups = await removePods([{ id: pod?.id, cgroupParent }]);
   }
   expect(keptCgroups).toEqual([]);
   expect(await cri.listPodSandboxes()).toEqual([]);
-  if (netnsPath) await expect(fs.stat(netnsPath)).rejects.toThrow(/ENOENT/);
+  await expect(fs.stat(pod.netnsPath)).rejects.toThrow(/ENOENT/);
+  expect(await leftovers(t.containerd, t.dirs, [])).toEqual([]);
+});
+
+it('a CRI container checkpointed in pod A is restored into pod B after A is gone: B\'s namespaces and pod files, the counter continues', async () => {
+  const [uidA, uidB] = [randomUUID(), randomUUID()];
+  const cgroupParents = { a: `/kybernate-cri-${uidA.slice(0, 8)}`, b: `/kybernate-cri-${uidB.slice(0, 8)}` };
+  const volume = path.join(t.dirs.base, 'volume-moved');
+  const counterFile = path.join(volume, 'counter.log');
+  const restoredId = `moved-${uidB.slice(0, 8)}`;
+  let podA: Pod | undefined;
+  let podB: Pod | undefined;
+  let podARemoved = false;
+  let keptCgroups: string[];
+  try {
+    [podA, podB] = await Promise.all([runPod('pod-a', uidA, cgroupParents.a), runPod('pod-b', uidB, cgroupParents.b)]);
+    const containerId = await startCounter(podA, volume);
+    const checkpoint = await t.client.checkpointAndWait({ namespace: CRI_NAMESPACE, containerId, leaveRunning: false });
+    const before = await counterValues(counterFile);
+    // Scale to zero: pod A goes with its pause process (whose pid the checkpoint's spec names) and its CRI files.
+    expect(await removePods([{ id: podA.id, cgroupParent: cgroupParents.a }])).toEqual([]);
+    podARemoved = true;
+
+    const restore = await t.client.restoreAndWait({
+      checkpointId: checkpoint.checkpoint_id,
+      containerId: restoredId,
+      target: { netnsPath: podB.netnsPath, cgroupParent: cgroupParents.b },
+    });
+    const after = await waitForCounter(counterFile, 3, before.length);
+    expect(after[before.length]).toBe(before.at(-1)! + 1);
+    expect(isConsecutive(after)).toBe(true);
+    expect(await namespacesOf(restore.pid)).toEqual(await namespacesOf(podB.pid));
+    // CRI's pod files of B (hostname, hosts, resolv.conf, /dev/shm): its hostname file names pod B.
+    expect(await fs.readFile(`/proc/${restore.pid}/root/etc/hostname`, 'utf8')).toBe('pod-b\n');
+    expect(await fs.readFile(`/proc/${restore.pid}/cgroup`, 'utf8')).toContain(`${cgroupParents.b}/${restoredId}`);
+  } finally {
+    await removeTestContainer(t.ctrd, restoredId, CRI_NAMESPACE, t.stateDir);
+    keptCgroups = await removePods([
+      { id: podARemoved ? undefined : podA?.id, cgroupParent: cgroupParents.a },
+      { id: podB?.id, cgroupParent: cgroupParents.b },
+    ]);
+  }
+  expect(keptCgroups).toEqual([]);
+  expect(await cri.listPodSandboxes()).toEqual([]);
+  for (const pod of [podA, podB]) await expect(fs.stat(pod.netnsPath)).rejects.toThrow(/ENOENT/);
   expect(await leftovers(t.containerd, t.dirs, [])).toEqual([]);
 });
