@@ -2,7 +2,8 @@
  * `npm run bench:activator [-- --quick]`: the issue's three measurements in one run, each against a
  * baseline measured in the same run, plus the release of 1,000 held requests:
  *   1. capacity (trivial upstream, 64 connections): activator vs nginx vs a minimal http-proxy proxy;
- *   2. a 10 ms upstream at 64 and 256 connections: direct vs via the activator;
+ *   2. a 10 ms upstream at 64 and 256 connections: direct vs via the activator (at 64 also nginx and
+ *      http-proxy, for what any proxy in the path costs on this machine);
  * 1 and 2 also measure the activator in cluster mode (src/activator/main.ts with one worker per CPU).
  *   3. latency at 1 connection: direct vs via the activator (added p50/p99).
  * Installs wrk and nginx from Debian when missing. Every process is a child of this one and is
@@ -257,13 +258,15 @@ async function main(): Promise<void> {
   const loadBefore = loadavg()[0]!;
   console.error(`activator benchmark (${quick ? 'quick' : 'full'}: ${repetitions} x ${durationS} s per point), load average ${loadBefore.toFixed(2)}`);
   const [fast, slow] = await Promise.all([startChild('upstream.ts', ['0']), startChild('upstream.ts', ['10'])]);
-  const [activatorFast, activatorSlow, httpProxy, nginx] = await Promise.all([
+  const [activatorFast, activatorSlow, httpProxy, httpProxySlow, nginx, nginxSlow] = await Promise.all([
     startChild('activator-proc.ts', [`127.0.0.1:${fast.port}`], true),
     startChild('activator-proc.ts', [`127.0.0.1:${slow.port}`], true),
     startChild('http-proxy-proc.ts', [`http://127.0.0.1:${fast.port}`]),
+    startChild('http-proxy-proc.ts', [`http://127.0.0.1:${slow.port}`]),
     startNginx(fast.port),
+    startNginx(slow.port),
   ]);
-  tempDirs.push(nginx.dir);
+  tempDirs.push(nginx.dir, nginxSlow.dir);
   const workers = cpus().length;
   const [clusterFast, clusterSlow] = await Promise.all([startClusterActivator(fast.port, workers), startClusterActivator(slow.port, workers)]);
 
@@ -282,7 +285,13 @@ async function main(): Promise<void> {
   );
   console.error('2. 10 ms upstream, 64 and 256 connections');
   const slow64 = measure(
-    { direct: { port: slow.port, host }, activator: { port: activatorSlow.port, host }, activatorWorkers: { port: clusterSlow.port, host } },
+    {
+      direct: { port: slow.port, host },
+      activator: { port: activatorSlow.port, host },
+      activatorWorkers: { port: clusterSlow.port, host },
+      nginx: { port: nginxSlow.port, host },
+      httpProxy: { port: httpProxySlow.port, host },
+    },
     64,
     true,
   );
@@ -320,6 +329,8 @@ async function main(): Promise<void> {
     slow_upstream_rps_c64: slow64.activator!.rps,
     slow_upstream_ratio: round3(slow64.activator!.rps / slow64.direct!.rps),
     workers_slow_upstream_ratio: round3(slow64.activatorWorkers!.rps / slow64.direct!.rps),
+    nginx_slow_upstream_ratio: round3(slow64.nginx!.rps / slow64.direct!.rps),
+    http_proxy_slow_upstream_ratio: round3(slow64.httpProxy!.rps / slow64.direct!.rps),
     slow_upstream_ratio_c256: round3(slow256.activator!.rps / slow256.direct!.rps),
     slow_upstream_p99_ms_c256: { direct: slow256.direct!.p99Ms, activator: slow256.activator!.p99Ms },
     direct_p50_ms_c1: single.direct!.p50Ms,
