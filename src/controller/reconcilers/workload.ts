@@ -100,7 +100,9 @@ export class WorkloadReconciler implements Reconciler {
     observed.log.debug({ phase: workload.status?.phase, decision }, 'idle policy');
     switch (decision.action) {
       case 'fail':
-        return this.setFailed(observed, decision.reason, decision.message);
+        await this.setFailed(observed, decision.reason, decision.message);
+        if (workload.status?.phase === 'Restoring') await this.withdrawPendingRestores(observed);
+        return;
       case 'suspend':
         return this.beginSuspend(observed, decision);
       case 'restore':
@@ -350,6 +352,22 @@ export class WorkloadReconciler implements Reconciler {
   private restoreSeconds(observed: Observed): number | undefined {
     const startedMs = this.activationRequestedAtMs(observed.workload) ?? this.phaseSinceMs(observed.workload, 'Restoring');
     return startedMs === undefined ? undefined : secondsBetween(startedMs, observed.now.getTime());
+  }
+
+  /**
+   * A restore that has not reached the agent yet (waiting for its checkpoint, its pod or a compatible GPU)
+   * must not bring the process back later into the pod of a workload that gave up on it. One already
+   * Running finishes (the agent is at work); a spec change starts the workload over either way.
+   */
+  private async withdrawPendingRestores(observed: Observed): Promise<void> {
+    const pending = this.caches.restores.list().filter((restore) => isOwnedBy(restore, observed.workload) && (restore.status?.phase ?? 'Pending') === 'Pending');
+    for (const restore of pending) {
+      const { namespace, name } = restore.metadata ?? {};
+      await this.deps.kube.delete(RESTORES, namespace, name ?? '').catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+      observed.log.info({ restore: name }, 'withdrew the pending restore of the failed workload');
+    }
   }
 
   // --- shared ---

@@ -82,8 +82,14 @@ export interface RunningController<A extends NodeAgent = InProcessTestNodeAgent>
 }
 
 export function startController(plane: ControlPlane, activity: ActivityServer, identity?: string): RunningController;
-export function startController<A extends NodeAgent>(plane: ControlPlane, activity: ActivityServer, identity: string, agent: A): RunningController<A>;
-export function startController(plane: ControlPlane, activity: ActivityServer, identity = 'controller-a', agent: NodeAgent = new InProcessTestNodeAgent()): RunningController<NodeAgent> {
+export function startController<A extends NodeAgent>(plane: ControlPlane, activity: ActivityServer, identity: string, agent: A, operationTimeoutMs?: number): RunningController<A>;
+export function startController(
+  plane: ControlPlane,
+  activity: ActivityServer,
+  identity = 'controller-a',
+  agent: NodeAgent = new InProcessTestNodeAgent(),
+  operationTimeoutMs = 60_000,
+): RunningController<NodeAgent> {
   const log = createLogger('controller').child({ identity });
   const kube = new HttpKubeClient(kubeconfigConnection(plane.kubeconfigPath));
   const elector = new LeaderElector(
@@ -92,7 +98,7 @@ export function startController(plane: ControlPlane, activity: ActivityServer, i
     log,
   );
   const work = kybernateControllers(
-    { identity, workers: 2, activityPollIntervalMs: 300, operationTimeoutMs: 60_000 },
+    { identity, workers: 2, activityPollIntervalMs: 300, operationTimeoutMs },
     { agent, activity: new HttpActivitySource(() => [activity.url], 2_000, log), log },
   );
   const manager = new Manager(kube, work, log, elector);
@@ -172,12 +178,12 @@ export interface ControllerEnvironment {
 }
 
 /** One control plane (and optionally a running controller) for a whole test file; filled in by beforeAll. */
-export function useControllerEnvironment(options: { withController: boolean }): ControllerEnvironment {
+export function useControllerEnvironment(options: { withController: boolean; operationTimeoutMs?: number }): ControllerEnvironment {
   const env = {} as ControllerEnvironment;
   beforeAll(async () => {
     Object.assign(env, await startKube());
     env.activity = await new ActivityServer().start();
-    if (options.withController) env.controller = startController(env.plane, env.activity);
+    if (options.withController) env.controller = startController(env.plane, env.activity, 'controller-a', new InProcessTestNodeAgent(), options.operationTimeoutMs);
   });
   afterAll(async () => {
     await env.controller?.stop();
