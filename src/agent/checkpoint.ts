@@ -10,6 +10,7 @@ import { gpuSupportOf, type GpuSupport } from './gpu/support.ts';
 import { checkpointTaskGpu, restoreTaskGpuInPlace, type CheckpointedGpuTask } from './gpu/task-gpu.ts';
 import type { NodeInfo } from './node-info.ts';
 import type { ReportStep } from './operations/registry.ts';
+import { createStepTimer } from './operations/step-timer.ts';
 import { namespaceOrigin, parseSpec } from './spec.ts';
 import {
   CRIU_DIR,
@@ -81,19 +82,7 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
   const log = ctx.log.child({ namespace, container: containerId });
   const call = { namespace };
   const started = Date.now();
-  const timings: Record<string, number> = {};
-  const measure = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    const t0 = performance.now();
-    try {
-      return await fn();
-    } finally {
-      timings[name] = Math.round((performance.now() - t0) * 100) / 100;
-    }
-  };
-  const timed = <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    step(name);
-    return measure(name, fn);
-  };
+  const { timings, measure, timed } = createStepTimer(step);
 
   const id = request.checkpointId ?? store.newCheckpointId(containerId);
   const leaseId = `kybernate-checkpoint-${id}`;

@@ -12,6 +12,7 @@ import type { GpuUuidPair } from './cuda/api.ts';
 import { gpuSupportOf } from './gpu/support.ts';
 import { restoreTaskGpu } from './gpu/task-gpu.ts';
 import type { ReportStep } from './operations/registry.ts';
+import { createStepTimer } from './operations/step-timer.ts';
 import { SANDBOX_KIND, SANDBOX_KIND_LABEL, checkRestoreTarget, parseSpec, restoreSpec, sandboxHoldingNetns, type RestoreTarget, type TargetSandbox } from './spec.ts';
 import { ROOTFS_DIFF_FILE, SPEC_FILE, isValidCheckpointId, rootfsDiffFile, type CheckpointManifest } from './store/manifest.ts';
 
@@ -62,19 +63,7 @@ export function restoreLogPath(logDir: string, namespace: string, containerId: s
 export async function restoreCheckpoint(ctx: AgentContext, request: RestoreRequest, step: ReportStep): Promise<RestoreResult> {
   validateRestoreRequest(request);
   const { containerd, store } = ctx;
-  const timings: Record<string, number> = {};
-  const measure = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    const t0 = performance.now();
-    try {
-      return await fn();
-    } finally {
-      timings[name] = Math.round((performance.now() - t0) * 100) / 100;
-    }
-  };
-  const timed = <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    step(name);
-    return measure(name, fn);
-  };
+  const { timings, measure, timed } = createStepTimer(step);
 
   // The manifest only says where the restore goes; nothing reaches CRIU before every file is verified.
   const unverified = await store.get(request.checkpointId);

@@ -10,24 +10,16 @@ function send(message: WorkerMessage): void {
   process.send?.(message);
 }
 
-/** The primary's snapshots, as a worker's workload source. */
+/** The primary's snapshots, as a worker's workload source; `start` resolves with the first one. */
 class RelayedWorkloadSource implements WorkloadSource {
   private listener: ((workloads: readonly Workload[]) => void) | undefined;
   private latest: readonly Workload[] | undefined;
+  private firstArrived: (() => void) | undefined;
 
   async start(onSnapshot: (workloads: readonly Workload[]) => void): Promise<void> {
     this.listener = onSnapshot;
-    if (this.latest !== undefined) {
-      onSnapshot(this.latest);
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      this.listener = (workloads) => {
-        this.listener = onSnapshot;
-        onSnapshot(workloads);
-        resolve();
-      };
-    });
+    if (this.latest !== undefined) onSnapshot(this.latest);
+    else await new Promise<void>((resolve) => (this.firstArrived = resolve));
   }
 
   async stop(): Promise<void> {
@@ -37,6 +29,8 @@ class RelayedWorkloadSource implements WorkloadSource {
   push(workloads: readonly Workload[]): void {
     this.latest = workloads;
     this.listener?.(workloads);
+    this.firstArrived?.();
+    this.firstArrived = undefined;
   }
 }
 

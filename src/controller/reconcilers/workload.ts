@@ -276,12 +276,17 @@ export class WorkloadReconciler implements Reconciler {
         .filter((object) => object.metadata?.name !== keepCheckpoint)
         .map((object) => [CHECKPOINTS, object] as const),
     ];
-    for (const [type, object] of stale) {
+    await this.deleteObjects(observed, stale, 'deleted superseded object');
+  }
+
+  /** Deletes each object; one that is gone already is fine. */
+  private async deleteObjects(observed: Observed, objects: readonly (readonly [ResourceType, KubeObject])[], logMessage: string): Promise<void> {
+    for (const [type, object] of objects) {
       const { namespace, name } = object.metadata ?? {};
       await this.deps.kube.delete(type, namespace, name ?? '').catch((err: unknown) => {
         if (!isNotFound(err)) throw err;
       });
-      observed.log.info({ kind: type.kind, name }, 'deleted superseded object');
+      observed.log.info({ kind: type.kind, name }, logMessage);
     }
   }
 
@@ -361,13 +366,7 @@ export class WorkloadReconciler implements Reconciler {
    */
   private async withdrawPendingRestores(observed: Observed): Promise<void> {
     const pending = this.caches.restores.list().filter((restore) => isOwnedBy(restore, observed.workload) && (restore.status?.phase ?? 'Pending') === 'Pending');
-    for (const restore of pending) {
-      const { namespace, name } = restore.metadata ?? {};
-      await this.deps.kube.delete(RESTORES, namespace, name ?? '').catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      });
-      observed.log.info({ restore: name }, 'withdrew the pending restore of the failed workload');
-    }
+    await this.deleteObjects(observed, pending.map((restore) => [RESTORES, restore] as const), 'withdrew the pending restore of the failed workload');
   }
 
   // --- shared ---
