@@ -80,6 +80,10 @@ EOF
   TRIXIE_UPDATED=true
 }
 
+# The first Version: of `apt-cache show|showsrc PACKAGE` in the trixie lists. awk reads to the end: exiting
+# at the first match would kill apt-cache with SIGPIPE, which pipefail turns into a failed setup (exit 141).
+first_version() { apt-cache "${TRIXIE_APT[@]}" "$1" "$2" | awk '/^Version:/ && !v { v = $2 } END { print v }'; }
+
 # dpkg's upstream part of a Debian version: 1:1.37.0-6+b9 -> 1.37.0, 1.7.24~ds1-6 -> 1.7.24.
 upstream_version() { sed -E 's/^[0-9]+://; s/-[^-]*$//; s/[~+].*$//' <<< "$1"; }
 
@@ -89,7 +93,7 @@ install_containerd() {
   fi
   trixie_update
   local version
-  version="$(apt-cache "${TRIXIE_APT[@]}" show containerd | awk '/^Version:/ { print $2; exit }')"
+  version="$(first_version show containerd)"
   case "$(upstream_version "$version")" in
     "$CONTAINERD_SERIES"*) ;;
     *) fail "trixie offers containerd $version, expected ${CONTAINERD_SERIES}x" ;;
@@ -119,7 +123,7 @@ build_criu() {
   if [ -x "$BIN/criu" ] && grep -q "patches $patches_key" "$BIN/.criu.src" 2>/dev/null; then return; fi
   trixie_update
   local version
-  version="$(apt-cache "${TRIXIE_APT[@]}" showsrc criu | awk '/^Version:/ { print $2; exit }')"
+  version="$(first_version showsrc criu)"
   case "$(upstream_version "$version")" in
     "$CRIU_SERIES"*) ;;
     *) fail "trixie offers criu $version, expected ${CRIU_SERIES}x" ;;
