@@ -118,7 +118,8 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
 
     // Before the freeze: the CUDA lock waits for the processes' running GPU work, which a frozen process never finishes.
     if (request.gpu) {
-      gpuTask = await timed('gpu-checkpoint', () => checkpointTaskGpu(gpu, inspected.task.pid, log));
+      const hostCopyTo = { artifactDir: stagingDir, hashing: store.hashingOptions, onPhase: step };
+      gpuTask = await timed('gpu-checkpoint', () => checkpointTaskGpu(gpu, inspected.task.pid, log, hostCopyTo));
       gpuHeld = true;
     }
 
@@ -157,7 +158,8 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
 
     const manifest = await timed('commit', async () => {
       await fs.writeFile(path.join(stagingDir, SPEC_FILE), inspected.specJson, { mode: 0o600, flag: 'wx' });
-      const files = await store.sealStaging(id);
+      // Host copies were hashed from the bytes written while they were saved.
+      const files = await store.sealStaging(id, new Map(gpuTask?.hostCopies.map((copy) => [copy.file, { chunkBytes: copy.digest.chunkBytes, chunkSha256: copy.digest.chunkSha256 }])));
       const { container } = inspected;
       const options = container.runtime!.options;
       const manifest: CheckpointManifest = {
@@ -196,7 +198,7 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
     if (request.leaveRunning) {
       await timed('resume', () => containerd.resumeTask(containerId, call));
       paused = false;
-      if (gpuTask) await timed('gpu-restore', () => restoreTaskGpuInPlace(gpu, gpuTask!.cudaPids, log));
+      if (gpuTask) await timed('gpu-restore', () => restoreTaskGpuInPlace(gpu, gpuTask!, log, store.artifactPath(id), store.hashingOptions));
     } else {
       await timed('stop', () => stopFrozenTask(containerd, containerId, call));
     }
@@ -209,7 +211,7 @@ export async function checkpointContainer(ctx: AgentContext, request: Checkpoint
   } finally {
     await rollback(log, [
       ['resume task', paused, () => containerd.resumeTask(containerId, call)],
-      ['restore GPU state', gpuHeld, () => restoreTaskGpuInPlace(gpu, gpuTask!.cudaPids, log)],
+      ['restore GPU state', gpuHeld, () => restoreTaskGpuInPlace(gpu, gpuTask!, log, committed ? store.artifactPath(id) : store.stagingPath(id), store.hashingOptions)],
       ['remove diff view', viewCreated, () => containerd.removeSnapshot(container!.snapshotter, viewKey, call)],
       ['delete lease', leaseCreated, () => containerd.deleteLease(leaseId, call)],
       ['discard staging', staging !== undefined && !committed, () => store.discardStaging(id)],

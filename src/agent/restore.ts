@@ -14,7 +14,7 @@ import { restoreTaskGpu } from './gpu/task-gpu.ts';
 import type { ReportStep } from './operations/registry.ts';
 import { createStepTimer } from './operations/step-timer.ts';
 import { SANDBOX_KIND, SANDBOX_KIND_LABEL, checkRestoreTarget, parseSpec, restoreSpec, sandboxHoldingNetns, type RestoreTarget, type TargetSandbox } from './spec.ts';
-import { ROOTFS_DIFF_FILE, SPEC_FILE, isValidCheckpointId, rootfsDiffFile, type CheckpointManifest } from './store/manifest.ts';
+import { ROOTFS_DIFF_FILE, SPEC_FILE, hostCopyDigest, isHostCopyPath, isValidCheckpointId, rootfsDiffFile, type CheckpointManifest } from './store/manifest.ts';
 
 export const OCI_SPEC_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
 const LEASE_TTL_MS = 60 * 60 * 1000;
@@ -85,7 +85,8 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
     // lease, the target pod's sandbox, the snapshot with the rootfs diff (containerd checks the diff's
     // digest itself), the container record and the image links. All of that is undone if the artifact
     // is corrupt, and the verify error is the one reported; no task (shim, runc, CRIU) starts before it passes.
-    const verification = measure('checksums', () => store.verify(request.checkpointId));
+    // Host copies of GPU memory are verified chunk by chunk while the GPU restore writes them back.
+    const verification = measure('checksums', () => store.verify(request.checkpointId, isHostCopyPath));
     verification.catch(() => undefined);
     const unlessCorrupt = async <T>(work: Promise<T>): Promise<T> => {
       try {
@@ -172,12 +173,18 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
     if (manifest.gpu) {
       const gpuRecord = manifest.gpu;
       // A restored task whose GPU state cannot come back would stay frozen in CUDA: it is killed, not handed out.
+      const hostCopies = {
+        artifactDir: artifact,
+        copies: (gpuRecord.hostCopies ?? []).map((copy) => ({ ...copy, digest: hostCopyDigest(manifest, copy.file) })),
+        maxWorkers: store.hashingOptions.maxWorkers,
+        onPhase: step,
+      };
       const restoreGpuAndVerify = async (): Promise<void> => {
-        await restoreTaskGpu(gpuSupportOf(ctx), pid, gpuRecord, request.gpuPairs ?? [], log);
+        await restoreTaskGpu(gpuSupportOf(ctx), pid, gpuRecord, request.gpuPairs ?? [], log, hostCopies);
         const task = await containerd.getTask(containerId, call);
         if (task.status !== 'RUNNING') throw new ContainerdError(`restored task of ${containerId} is ${task.status} after the GPU restore`, context);
       };
-      await timed('gpu-restore', restoreGpuAndVerify).catch(async (err: unknown) => {
+      await timed(hostCopies.copies.length > 0 ? 'host-copy' : 'gpu-restore', restoreGpuAndVerify).catch(async (err: unknown) => {
         await containerd.killTask(containerId, SIGKILL, call).catch(() => undefined);
         await containerd.waitTask(containerId, { ...call, timeoutMs: 30_000 }).catch(() => undefined);
         throw err;

@@ -1,5 +1,26 @@
 import type { CudaCheckpointApi, CudaProcessState, GpuUuidPair } from '../../src/agent/cuda/api.ts';
+import type { GpuInfo } from '../../src/agent/cuda/availability.ts';
 import { CudaDriverError, type CudaStep } from '../../src/agent/cuda/errors.ts';
+import { systemGpuSupport, type GpuSupport } from '../../src/agent/gpu/support.ts';
+
+export const TEST_GPU_UUID = 'GPU-00000000-0000-0000-0000-000000000001';
+
+/**
+ * The node's GPU support with a test double for the driver and one 16 GiB "Test GPU" with 8 GiB free
+ * (`processes`: what NVML would list on it): the agent's GPU steps on a machine without a GPU.
+ */
+export function testGpuSupport(driver: CudaCheckpointApi, processes?: GpuInfo['processes']): GpuSupport {
+  return {
+    ...systemGpuSupport(),
+    driver: async () => driver,
+    availability: async () => ({
+      driverVersion: 'test',
+      cudaDriverApiVersion: 13000,
+      source: 'nvml',
+      gpus: [{ index: 0, uuid: TEST_GPU_UUID, name: 'Test GPU', memoryTotalBytes: 2 ** 34, memoryFreeBytes: 2 ** 33, memoryUsedBytes: 2 ** 33, ...(processes ? { processes } : {}) }],
+    }),
+  };
+}
 
 /**
  * TEST DOUBLE of the CUDA driver's checkpoint API (the real driver is not on CI machines): a state
@@ -62,8 +83,9 @@ export class FakeCudaDriver implements CudaCheckpointApi {
     return state;
   }
 
+  /** The process's main thread: a real thread of it, so that the agent can let it run during a checkpoint. */
   async getRestoreThreadId(pid: number): Promise<number> {
     await this.getState(pid);
-    return pid + 1;
+    return pid;
   }
 }

@@ -107,6 +107,7 @@ function fakeSupport(driver: FakeCudaDriver, fixture: { procRoot: string }, gpus
     availability: async () => availability(gpus),
     lockTimeoutMs: 5_000,
     procRoot: fixture.procRoot,
+    hostCopy: 'agent',
   };
 }
 

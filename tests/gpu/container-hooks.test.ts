@@ -5,13 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkpointContainer, type AgentContext } from '../../src/agent/checkpoint.ts';
 import { ContainerdClient } from '../../src/agent/containerd/client.ts';
 import { CudaSequenceError } from '../../src/agent/cuda/errors.ts';
-import { systemGpuSupport, type GpuSupport } from '../../src/agent/gpu/support.ts';
+import type { GpuSupport } from '../../src/agent/gpu/support.ts';
 import { CheckpointStore } from '../../src/agent/store/store.ts';
 import { createLogger } from '../../src/lib/log.ts';
 import { TEST_IMAGE_REF } from '../harness/containerd/index.ts';
 import { useContainerd } from '../harness/containerd/vitest.ts';
 import { removeTestContainer, runTestContainer } from '../agent/helpers/containers.ts';
-import { FakeCudaDriver } from '../cuda/fake-driver.ts';
+import { FakeCudaDriver, testGpuSupport } from '../cuda/fake-driver.ts';
 
 /**
  * The GPU hooks of the agent's checkpoint on the real stack (containerd, runc, CRIU) with the
@@ -60,17 +60,7 @@ describe('agent checkpoint with gpu=true (real containerd + CRIU, FakeCudaDriver
         return (original[name] as (pid: number, ...args: never[]) => Promise<void>)(pid, ...rest);
       };
     }
-    const uuid = 'GPU-00000000-0000-0000-0000-000000000001';
-    return {
-      ...systemGpuSupport(),
-      driver: async () => driver,
-      availability: async () => ({
-        driverVersion: 'test',
-        cudaDriverApiVersion: 13000,
-        source: 'nvml',
-        gpus: [{ index: 0, uuid, name: 'Test GPU', memoryTotalBytes: 2 ** 34, memoryFreeBytes: 2 ** 33, memoryUsedBytes: 2 ** 33 }],
-      }),
-    };
+    return testGpuSupport(driver);
   }
 
   it('leaveRunning: CUDA lock+checkpoint before the freeze, restore+unlock after the thaw, the GPU record in the manifest', async () => {
@@ -82,8 +72,10 @@ describe('agent checkpoint with gpu=true (real containerd + CRIU, FakeCudaDriver
         steps.push(step);
         events.push(step);
       });
-      expect(steps).toEqual(['inspect', 'gpu-checkpoint', 'pause', 'capture', 'commit', 'resume', 'gpu-restore']);
-      expect(events).toEqual(['inspect', 'gpu-checkpoint', 'cuda-lock', 'cuda-checkpoint', 'pause', 'capture', 'commit', 'resume', 'gpu-restore', 'cuda-restore', 'cuda-unlock']);
+      // The shell gains no large memory during its (fake) CUDA checkpoint: no host copy, CRIU dumps it all.
+      expect(steps).toEqual(['inspect', 'gpu-checkpoint', 'host-copy', 'pause', 'capture', 'commit', 'resume', 'gpu-restore']);
+      expect(events).toEqual(['inspect', 'gpu-checkpoint', 'cuda-lock', 'cuda-checkpoint', 'host-copy', 'pause', 'capture', 'commit', 'resume', 'gpu-restore', 'cuda-restore', 'cuda-unlock']);
+      expect(manifest.gpu?.hostCopies).toBeUndefined();
       expect(driver.state(pid)).toBe('running');
       expect(manifest.gpu?.processes).toEqual([{ pid, gpuUuid: null, usedBytes: null }]);
       expect(manifest.gpu?.gpus.map((g) => g.name)).toEqual(['Test GPU']);

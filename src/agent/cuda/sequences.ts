@@ -11,6 +11,13 @@ export interface SequenceOptions {
 export interface LockAndCheckpointOptions extends SequenceOptions {
   /** Per-process lock timeout; a process still running CUDA work after it makes the whole sequence roll back. */
   lockTimeoutMs: number;
+  /**
+   * Runs once every process is locked and before any is checkpointed, with the pids about to be
+   * checkpointed (e.g. to stop their threads and note their memory); its failure rolls back like any other.
+   */
+  beforeCheckpoint?: (pids: readonly number[]) => Promise<void>;
+  /** Runs before a failed sequence rolls back (e.g. to let stopped threads go: the driver needs them to undo). */
+  beforeRollback?: () => Promise<void>;
 }
 
 export interface RestoreAndUnlockOptions extends SequenceOptions {
@@ -82,6 +89,7 @@ export async function lockAndCheckpoint(
   const toCheckpoint = pids.filter((pid) => states.get(pid) === 'running');
   const touched: number[] = [];
   const fail = async (cause: Error): Promise<never> => {
+    await options.beforeRollback?.();
     const rollbackFailures = await rollBackToRunning(api, touched, log);
     throw new CudaSequenceError('lock+checkpoint', pids, cause, rollbackFailures, 'all processes are running again');
   };
@@ -91,6 +99,13 @@ export async function lockAndCheckpoint(
     try {
       await api.lock(pid, options.lockTimeoutMs);
       log.debug({ pid }, 'locked');
+    } catch (err) {
+      return fail(asError(err));
+    }
+  }
+  if (options.beforeCheckpoint) {
+    try {
+      await options.beforeCheckpoint(toCheckpoint);
     } catch (err) {
       return fail(asError(err));
     }

@@ -4,6 +4,17 @@ import type { GpuAvailability, GpuInfo } from '../cuda/availability.ts';
 import { GpuUnavailableError } from '../cuda/errors.ts';
 import { InvalidInputError } from '../../lib/errors.ts';
 
+/**
+ * The host copy of one CUDA process's GPU memory, kept beside the CRIU image (src/agent/gpu/host-copy.ts):
+ * the process by its namespace pid (CRIU restores it), the image file and the address ranges it holds, in
+ * file order.
+ */
+export const HostCopySchema = Type.Object({
+  nsPid: Type.Integer({ minimum: 1 }),
+  file: Type.String({ minLength: 1 }),
+  ranges: Type.Array(Type.Object({ start: Type.Integer({ minimum: 0 }), length: Type.Integer({ minimum: 1 }) }), { minItems: 1 }),
+});
+
 /** What a GPU checkpoint recorded in the artifact manifest: the GPUs the workload used and its processes' memory. */
 export const GpuRecordSchema = Type.Object({
   driverVersion: Type.String(),
@@ -14,6 +25,8 @@ export const GpuRecordSchema = Type.Object({
     Type.Object({ pid: Type.Integer({ minimum: 1 }), gpuUuid: Type.Union([Type.String(), Type.Null()]), usedBytes: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]) }),
     { minItems: 1 },
   ),
+  /** present when the agent kept the host copy of GPU memory out of CRIU's image (schema v3) */
+  hostCopies: Type.Optional(Type.Array(HostCopySchema, { minItems: 1 })),
 });
 
 export type GpuRecord = Static<typeof GpuRecordSchema>;

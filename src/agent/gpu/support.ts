@@ -12,15 +12,22 @@ export interface GpuSupport {
   lockTimeoutMs: number;
   /** /proc, where the container's processes and the cgroup mounts are found. */
   procRoot: string;
+  /**
+   * Who writes the host copy of GPU memory that a CUDA checkpoint leaves in the processes: the agent,
+   * beside the CRIU image on all cores ('agent', docs/gpu.md), or CRIU, within its image ('criu').
+   */
+  hostCopy: HostCopyWriter;
 }
 
+export type HostCopyWriter = 'agent' | 'criu';
+export const HOST_COPY_WRITERS: readonly HostCopyWriter[] = ['agent', 'criu'];
 export const DEFAULT_GPU_LOCK_TIMEOUT_MS = 10_000;
 
 /**
  * The node's own driver, loaded on first use: a node without a GPU starts and serves the agent as
  * usual and answers only GPU requests with the error.
  */
-export function systemGpuSupport(lockTimeoutMs = DEFAULT_GPU_LOCK_TIMEOUT_MS): GpuSupport {
+export function systemGpuSupport({ lockTimeoutMs = DEFAULT_GPU_LOCK_TIMEOUT_MS, hostCopy = 'agent' }: { lockTimeoutMs?: number; hostCopy?: HostCopyWriter } = {}): GpuSupport {
   let driver: Promise<CudaCheckpointApi> | undefined;
   return {
     driver() {
@@ -34,6 +41,7 @@ export function systemGpuSupport(lockTimeoutMs = DEFAULT_GPU_LOCK_TIMEOUT_MS): G
     availability: () => checkGpuAvailability(),
     lockTimeoutMs,
     procRoot: '/proc',
+    hostCopy,
   };
 }
 

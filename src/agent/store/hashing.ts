@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import { hashChunks } from './hash-pool.ts';
-import { CRIU_DIR, type FileDigest } from './manifest.ts';
+import { CRIU_DIR, isHostCopyPath, type FileDigest } from './manifest.ts';
 
 /**
  * How the store hashes artifact files. A CRIU image of a GPU process is one pages file of the size of the
@@ -34,9 +34,11 @@ export type HashLayout = { kind: 'whole' } | { kind: 'chunked'; chunkBytes: numb
 
 /**
  * The layout a new checkpoint records for a file. The rootfs diff and the spec stay whole: the diff's
- * sha256 is its content digest in containerd, which a restore hands to containerd as it is.
+ * sha256 is its content digest in containerd, which a restore hands to containerd as it is. Host copies
+ * are always chunked: a restore verifies them chunk by chunk while it writes them back.
  */
 export function layoutFor(rel: string, size: number, chunkBytes: number): HashLayout {
+  if (isHostCopyPath(rel)) return { kind: 'chunked', chunkBytes };
   return rel.startsWith(`${CRIU_DIR}/`) && size > chunkBytes ? { kind: 'chunked', chunkBytes } : { kind: 'whole' };
 }
 

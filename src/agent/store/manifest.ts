@@ -7,10 +7,16 @@ export const MANIFEST_FILE = 'manifest.json';
 export const SPEC_FILE = 'spec.json';
 export const ROOTFS_DIFF_FILE = 'rootfs-diff.tar';
 export const CRIU_DIR = 'criu';
+/** Host copies of GPU memory that the agent saved beside the CRIU image (one image file per CUDA process). */
+export const HOST_COPY_DIR = 'host-copy';
 export const MANIFEST_KIND = 'kybernate.io/checkpoint';
-/** Version 2 added chunked digests of large files; version 1 manifests (whole-file sha256 only) are still read. */
-export const MANIFEST_SCHEMA_VERSION = 2;
-const READABLE_SCHEMA_VERSIONS = [1, 2] as const;
+/**
+ * Version 2 added chunked digests of large files, version 3 host copies of GPU memory beside the CRIU image
+ * (an agent that does not know them must refuse the artifact, not restore without that memory). Versions
+ * 1 and 2 are still read.
+ */
+export const MANIFEST_SCHEMA_VERSION = 3;
+const READABLE_SCHEMA_VERSIONS = [1, 2, 3] as const;
 /** What CRIU always writes first; an image directory without it is not a CRIU image. */
 const CRIU_INVENTORY = `${CRIU_DIR}/inventory.img`;
 const CHECKPOINT_ID = /^[a-z0-9][a-z0-9._-]{0,127}$/;
@@ -81,7 +87,12 @@ export function isValidCheckpointId(id: string): boolean {
 export function isArtifactPath(path: string): boolean {
   if (path === SPEC_FILE || path === ROOTFS_DIFF_FILE) return true;
   const [dir, name, ...rest] = path.split('/');
-  return dir === CRIU_DIR && rest.length === 0 && name !== undefined && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name);
+  return (dir === CRIU_DIR || dir === HOST_COPY_DIR) && rest.length === 0 && name !== undefined && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name);
+}
+
+/** A host copy image of GPU memory (verified while a restore writes it back, not before). */
+export function isHostCopyPath(path: string): boolean {
+  return path.startsWith(`${HOST_COPY_DIR}/`);
 }
 
 /**
@@ -118,17 +129,54 @@ export function parseManifest(text: string, expectedId?: string): CheckpointMani
   for (const required of [SPEC_FILE, ROOTFS_DIFF_FILE, CRIU_INVENTORY]) {
     if (!seen.has(required)) throw new CorruptArtifactError(`checkpoint manifest lacks "${required}"`, context);
   }
+  checkHostCopies(manifest, context);
   return manifest;
+}
+
+/**
+ * Host copies and host-copy files must match one to one: each listed in chunks of the size of its ranges,
+ * whose addresses ascend without overlap (they are written into the restored process), one per process.
+ */
+function checkHostCopies(manifest: CheckpointManifest, context: Record<string, unknown>): void {
+  const copies = manifest.gpu?.hostCopies ?? [];
+  if (copies.length > 0 && manifest.schemaVersion < 3) throw new CorruptArtifactError(`checkpoint manifest v${manifest.schemaVersion} has host copies (added in v3)`, context);
+  const files = new Map(manifest.files.map((file) => [file.path, file]));
+  const nsPids = new Set<number>();
+  for (const copy of copies) {
+    const file = files.get(copy.file);
+    if (!isHostCopyPath(copy.file) || !file) throw new CorruptArtifactError(`checkpoint manifest names host copy "${copy.file}", which is not a listed ${HOST_COPY_DIR}/ file`, context);
+    if (!('chunkSha256' in file)) throw new CorruptArtifactError(`checkpoint manifest records host copy "${copy.file}" whole, not in chunks`, context);
+    const bytes = copy.ranges.reduce((sum, range) => sum + range.length, 0);
+    if (bytes !== file.size) throw new CorruptArtifactError(`host copy "${copy.file}" is ${file.size} bytes, its ranges hold ${bytes}`, context);
+    for (let i = 1; i < copy.ranges.length; i++) {
+      const previous = copy.ranges[i - 1]!;
+      if (copy.ranges[i]!.start < previous.start + previous.length) throw new CorruptArtifactError(`host copy "${copy.file}" has overlapping or unsorted ranges`, context);
+    }
+    if (nsPids.has(copy.nsPid)) throw new CorruptArtifactError(`checkpoint manifest has two host copies of namespace pid ${copy.nsPid}`, context);
+    nsPids.add(copy.nsPid);
+  }
+  const named = new Set(copies.map((copy) => copy.file));
+  const unnamed = manifest.files.find((file) => isHostCopyPath(file.path) && !named.has(file.path));
+  if (unnamed) throw new CorruptArtifactError(`checkpoint manifest lists "${unnamed.path}", which no host copy names`, context);
 }
 
 function checkChunkedEntry(schemaVersion: number, file: Static<typeof ChunkedFileSchema>, context: Record<string, unknown>): void {
   if (schemaVersion < 2) throw new CorruptArtifactError(`checkpoint manifest v${schemaVersion} has chunk checksums for "${file.path}" (added in v2)`, context);
   // The rootfs diff's sha256 is its content digest in containerd: it must be recorded whole.
-  if (!file.path.startsWith(`${CRIU_DIR}/`)) throw new CorruptArtifactError(`checkpoint manifest records "${file.path}" in chunks; only CRIU image files may be`, context);
+  if (!file.path.startsWith(`${CRIU_DIR}/`) && !isHostCopyPath(file.path)) {
+    throw new CorruptArtifactError(`checkpoint manifest records "${file.path}" in chunks; only CRIU image files and host copies may be`, context);
+  }
   const expected = Math.ceil(file.size / file.chunkBytes);
   if (file.chunkSha256.length !== expected) {
     throw new CorruptArtifactError(`checkpoint manifest lists ${file.chunkSha256.length} chunk checksums for "${file.path}", its size needs ${expected}`, context);
   }
+}
+
+/** A host copy's file entry as the size and chunk digests a restore verifies it against (parseManifest ensures it is chunked). */
+export function hostCopyDigest(manifest: CheckpointManifest, file: string): { size: number; chunkBytes: number; chunkSha256: string[] } {
+  const entry = manifest.files.find((candidate) => candidate.path === file);
+  if (!entry || !('chunkSha256' in entry)) throw new CorruptArtifactError(`checkpoint ${manifest.id} has no chunked entry for host copy ${file}`, { checkpoint: manifest.id });
+  return { size: entry.size, chunkBytes: entry.chunkBytes, chunkSha256: entry.chunkSha256 };
 }
 
 /** The manifest's rootfs diff entry, recorded whole (parseManifest ensures it): its sha256 is a containerd digest. */

@@ -15,6 +15,7 @@ import {
   parseManifest,
   type ArtifactFile,
   type CheckpointManifest,
+  type FileDigest,
   type FileProblem,
   type FoundFile,
 } from './manifest.ts';
@@ -62,6 +63,16 @@ export class CheckpointStore {
     return path.join(this.artifactsDir, id);
   }
 
+  /** The staging directory of a checkpoint being written (beginStaging made it). */
+  stagingPath(id: string): string {
+    return path.join(this.stagingDir, id);
+  }
+
+  /** How large files are chunked and hashed: memory images written beside an artifact use the same. */
+  get hashingOptions(): HashingOptions {
+    return { ...this.hashing };
+  }
+
   /** Creates the layout and removes what an interrupted agent left in staging/ and work/; returns those names. */
   async init(): Promise<string[]> {
     for (const dir of [this.root, this.artifactsDir, this.stagingDir, this.workDir]) {
@@ -105,25 +116,27 @@ export class CheckpointStore {
 
   /**
    * Lists the files of a staged or stored artifact with their sizes and checksums, in a stable order:
-   * large CRIU image files as chunk checksums (hashed in parallel), the others whole.
+   * large CRIU image files as chunk checksums (hashed in parallel), the others whole. Files in `known`
+   * (digests their writer computed from the bytes it wrote) are only measured.
    */
-  async describeFiles(dir: string): Promise<ArtifactFile[]> {
+  async describeFiles(dir: string, known: ReadonlyMap<string, FileDigest> = new Map()): Promise<ArtifactFile[]> {
     const rels = (await listFiles(dir)).filter((rel) => rel !== MANIFEST_FILE);
     const hashed = await statAndHashFiles(
-      rels.map((rel) => ({ file: path.join(dir, rel), layout: (size: number) => layoutFor(rel, size, this.hashing.chunkBytes) })),
+      rels.map((rel) => ({ file: path.join(dir, rel), layout: (size: number) => (known.has(rel) ? undefined : layoutFor(rel, size, this.hashing.chunkBytes)) })),
       this.hashing,
     );
-    return rels.map((rel, i) => ({ path: rel, size: hashed[i]!.size, ...hashed[i]!.digest! }));
+    return rels.map((rel, i) => ({ path: rel, size: hashed[i]!.size, ...(known.get(rel) ?? hashed[i]!.digest!) }));
   }
 
   /**
    * Describes a staged checkpoint's files for its manifest and, at the same time, makes them private and
    * durable: the fsyncs write back to disk what CRIU just wrote while the hashing reads it from the page
-   * cache, instead of one after the other. commit() then only adds the manifest and renames.
+   * cache, instead of one after the other. commit() then only adds the manifest and renames. `known`:
+   * see describeFiles.
    */
-  async sealStaging(id: string): Promise<ArtifactFile[]> {
+  async sealStaging(id: string, known?: ReadonlyMap<string, FileDigest>): Promise<ArtifactFile[]> {
     const staged = path.join(this.stagingDir, id);
-    const [files] = await Promise.all([this.describeFiles(staged), syncFiles(staged)]);
+    const [files] = await Promise.all([this.describeFiles(staged, known), syncFiles(staged)]);
     this.sealed.add(id);
     return files;
   }
@@ -177,11 +190,13 @@ export class CheckpointStore {
   /**
    * Checks every file against the manifest's sizes and checksums, each file hashed the way the manifest
    * recorded it (whole, or in its chunks); throws CorruptArtifactError naming the differences (file and chunk).
+   * Files for which `checksumsLater` holds are only checked for presence and size: the caller verifies
+   * their chunks as it reads them (a restore writing host copies back), and must use nothing it has not.
    */
-  async verify(id: string): Promise<CheckpointManifest> {
+  async verify(id: string, checksumsLater: (rel: string) => boolean = () => false): Promise<CheckpointManifest> {
     const manifest = await this.get(id);
     const dir = this.artifactPath(id);
-    const problems = await checkFiles(dir, manifest.files, this.hashing);
+    const problems = await checkFiles(dir, manifest.files, this.hashing, checksumsLater);
     if (problems.length > 0) {
       throw new CorruptArtifactError(`checkpoint ${id} does not match its manifest: ${describeProblems(problems)}`, { checkpoint: id, problems });
     }
@@ -253,7 +268,7 @@ async function listFiles(dir: string): Promise<string[]> {
  * manifest recorded it (whole, or in its chunks), so artifacts of older manifests and of stores with
  * another chunk size verify too.
  */
-async function checkFiles(dir: string, recorded: ArtifactFile[], hashing: HashingOptions): Promise<FileProblem[]> {
+async function checkFiles(dir: string, recorded: ArtifactFile[], hashing: HashingOptions, checksumsLater: (rel: string) => boolean = () => false): Promise<FileProblem[]> {
   const expected = new Map(recorded.map((file) => [file.path, file]));
   const rels = (await listFiles(dir)).filter((rel) => rel !== MANIFEST_FILE);
   const hashed = await statAndHashFiles(
@@ -262,12 +277,17 @@ async function checkFiles(dir: string, recorded: ArtifactFile[], hashing: Hashin
       // Hashing a file whose size is already wrong (or that is not listed) only costs time.
       layout: (size: number) => {
         const entry = expected.get(rel);
-        return entry?.size === size ? layoutOf(entry) : undefined;
+        return entry?.size === size && !checksumsLater(rel) ? layoutOf(entry) : undefined;
       },
     })),
     hashing,
   );
-  const found: FoundFile[] = rels.map((rel, i) => ({ path: rel, size: hashed[i]!.size, ...hashed[i]!.digest }));
+  // A file left to the caller counts as matching its record once its size does.
+  const found: FoundFile[] = rels.map((rel, i) => {
+    const entry = expected.get(rel);
+    const later = entry && entry.size === hashed[i]!.size && checksumsLater(rel);
+    return { path: rel, size: hashed[i]!.size, ...(later ? entry : hashed[i]!.digest) };
+  });
   return compareArtifactFiles(recorded, found);
 }
 

@@ -6,9 +6,9 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../../src/lib/errors.ts';
 import { AlreadyExistsError, CorruptArtifactError } from '../../../src/agent/errors.ts';
-import { MANIFEST_KIND, MANIFEST_SCHEMA_VERSION, type ArtifactFile, type CheckpointManifest } from '../../../src/agent/store/manifest.ts';
+import { MANIFEST_KIND, MANIFEST_SCHEMA_VERSION, type ArtifactFile, type CheckpointManifest, type FileDigest } from '../../../src/agent/store/manifest.ts';
 import { CheckpointStore } from '../../../src/agent/store/store.ts';
-import { sampleManifest } from './fixtures.ts';
+import { sampleManifest, sha } from './fixtures.ts';
 
 let root: string;
 let store: CheckpointStore;
@@ -237,5 +237,105 @@ describe('CheckpointStore with chunked checksums of large files', () => {
     // The default store: 64 MiB chunks; the recorded 4 KiB chunks are what it checks against.
     expect(await store.import(archive)).toEqual(manifest);
     expect(await store.verify('ck-c')).toEqual(manifest);
+  });
+});
+
+describe('CheckpointStore with host copies of GPU memory', () => {
+  const CHUNK = 4096;
+  const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+  const hostCopyBytes = Buffer.from(Array.from({ length: 3 * CHUNK + 5 }, (_, i) => (i * 7 + 3) & 0xff));
+  let hosts: CheckpointStore;
+
+  beforeEach(async () => {
+    hosts = new CheckpointStore(path.join(root, 'hosts'), { chunkBytes: CHUNK, maxWorkers: 2 });
+    await hosts.init();
+  });
+
+  async function stageWithHostCopy(id: string): Promise<string> {
+    const dir = await hosts.beginStaging(id);
+    await fs.writeFile(path.join(dir, 'criu/inventory.img'), 'inventory');
+    await fs.writeFile(path.join(dir, 'criu/pages-1.img'), Buffer.alloc(2 * CHUNK + 1, 7));
+    await fs.writeFile(path.join(dir, 'rootfs-diff.tar'), Buffer.alloc(1024));
+    await fs.writeFile(path.join(dir, 'spec.json'), '{"ociVersion":"1.1.0"}');
+    await fs.mkdir(path.join(dir, 'host-copy'), { mode: 0o700 });
+    await fs.writeFile(path.join(dir, 'host-copy/1.img'), hostCopyBytes);
+    return dir;
+  }
+
+  function gpuManifest(id: string, files: ArtifactFile[]): CheckpointManifest {
+    return sampleManifest({
+      id,
+      schemaVersion: MANIFEST_SCHEMA_VERSION,
+      files,
+      gpu: {
+        driverVersion: '580.95.05',
+        cudaDriverApiVersion: 13000,
+        gpus: [{ uuid: 'GPU-2b7a1c9e-0000-4000-8000-000000000001', name: 'NVIDIA H100 80GB HBM3', memoryTotalBytes: 85_899_345_920 }],
+        processes: [{ pid: 4242, gpuUuid: 'GPU-2b7a1c9e-0000-4000-8000-000000000001', usedBytes: 1_048_576 }],
+        hostCopies: [{ nsPid: 1, file: 'host-copy/1.img', ranges: [{ start: 0x7f0000000000, length: CHUNK }, { start: 0x7f0000100000, length: 2 * CHUNK + 5 }] }],
+      },
+    });
+  }
+
+  const entry = (files: ArtifactFile[], rel: string): ArtifactFile | undefined => files.find((file) => file.path === rel);
+
+  it('records the digests it is given for files in `known` as given, without hashing them', async () => {
+    await stageWithHostCopy('ck-h');
+    // Neither digest matches the content: recorded as given, they cannot have come from hashing the files.
+    const madeUp = { chunkBytes: CHUNK, chunkSha256: [sha('a'), sha('b'), sha('c'), sha('d')] };
+    const known = new Map<string, FileDigest>([
+      ['host-copy/1.img', madeUp],
+      ['criu/inventory.img', { sha256: sha('e') }],
+    ]);
+    const files = await hosts.sealStaging('ck-h', known);
+    expect(entry(files, 'host-copy/1.img')).toEqual({ path: 'host-copy/1.img', size: 3 * CHUNK + 5, ...madeUp });
+    expect(entry(files, 'criu/inventory.img')).toEqual({ path: 'criu/inventory.img', size: 9, sha256: sha('e') });
+    // The other files are hashed as usual.
+    expect(entry(files, 'spec.json')).toEqual({ path: 'spec.json', size: 22, sha256: sha256(Buffer.from('{"ociVersion":"1.1.0"}')) });
+    expect(entry(files, 'criu/pages-1.img')).toMatchObject({ chunkBytes: CHUNK, chunkSha256: [sha256(Buffer.alloc(CHUNK, 7)), sha256(Buffer.alloc(CHUNK, 7)), sha256(Buffer.alloc(1, 7))] });
+  });
+
+  it('hashes a host copy in chunks, even one smaller than a chunk, when no digest is given', async () => {
+    await stageWithHostCopy('ck-h');
+    const files = await hosts.sealStaging('ck-h');
+    expect(entry(files, 'host-copy/1.img')).toEqual({
+      path: 'host-copy/1.img',
+      size: 3 * CHUNK + 5,
+      chunkBytes: CHUNK,
+      chunkSha256: [0, 1, 2, 3].map((k) => sha256(hostCopyBytes.subarray(k * CHUNK, (k + 1) * CHUNK))),
+    });
+  });
+
+  it('leaves the checksums of host copies to the caller when asked, but still checks their presence and size', async () => {
+    await stageWithHostCopy('ck-h');
+    const manifest = gpuManifest('ck-h', await hosts.sealStaging('ck-h'));
+    await hosts.commit(manifest);
+    const later = (rel: string): boolean => rel.startsWith('host-copy/');
+    expect(await hosts.verify('ck-h')).toEqual(manifest);
+    expect(await hosts.verify('ck-h', later)).toEqual(manifest);
+
+    const copy = path.join(hosts.artifactPath('ck-h'), 'host-copy/1.img');
+    const handle = await fs.open(copy, 'r+');
+    await handle.write(Buffer.from([hostCopyBytes[2 * CHUNK + 10]! ^ 0xff]), 0, 1, 2 * CHUNK + 10);
+    await handle.close();
+    // Same size, other bytes: left to the caller with the predicate, caught without it.
+    expect(await hosts.verify('ck-h', later)).toEqual(manifest);
+    await expect(hosts.verify('ck-h')).rejects.toThrow(/host-copy\/1.img: checksum of chunk 2 \(bytes 8192-12287\)/);
+
+    // The predicate spares only the files it names.
+    const pages = path.join(hosts.artifactPath('ck-h'), 'criu/pages-1.img');
+    await fs.writeFile(pages, Buffer.alloc(2 * CHUNK + 1, 8));
+    await expect(hosts.verify('ck-h', later)).rejects.toThrow(/criu\/pages-1.img: checksum of chunk 0/);
+    await fs.writeFile(pages, Buffer.alloc(2 * CHUNK + 1, 7));
+    expect(await hosts.verify('ck-h', later)).toEqual(manifest);
+
+    await fs.truncate(copy, 3 * CHUNK);
+    await expect(hosts.verify('ck-h', later)).rejects.toThrow(/host-copy\/1.img: size 12288 != recorded 12293/);
+    await fs.appendFile(copy, Buffer.alloc(10));
+    await expect(hosts.verify('ck-h', later)).rejects.toThrow(/host-copy\/1.img: size 12298 != recorded 12293/);
+    await fs.rm(copy);
+    const error = await hosts.verify('ck-h', later).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(CorruptArtifactError);
+    expect((error as Error).message).toMatch(/host-copy\/1.img: missing/);
   });
 });

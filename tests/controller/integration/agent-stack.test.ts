@@ -5,8 +5,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCondition, type KybernateCheckpoint, type KybernateRestore } from '../../../src/api/index.ts';
 import type { CudaCheckpointApi, GpuUuidPair } from '../../../src/agent/cuda/api.ts';
-import { systemGpuSupport, type GpuSupport } from '../../../src/agent/gpu/support.ts';
-import { FakeCudaDriver } from '../../cuda/fake-driver.ts';
+import { FakeCudaDriver, TEST_GPU_UUID, testGpuSupport } from '../../cuda/fake-driver.ts';
 import { GrpcNodeAgent } from '../../../src/controller/agent/grpc-node-agent.ts';
 import { getOptional } from '../../../src/lib/kube/client.ts';
 import { CHECKPOINTS, PODS, RESTORES } from '../../../src/lib/kube/resources.ts';
@@ -82,23 +81,14 @@ describe('controller + gRPC node agent + containerd/CRIU', () => {
   it('a gpu.enabled checkpoint asks the agent for a GPU checkpoint and shows what it captured; the restore waits while the agent reports no usable GPU and brings the GPU state back once it reports one (FakeCudaDriver)', async () => {
     const t = stack();
     const containerId = 'cuda-server';
-    const GPU = 'GPU-00000000-0000-0000-0000-000000000001';
+    const GPU = TEST_GPU_UUID;
     // Holding a file named /dev/nvidia-fake open makes the shell a CUDA candidate for the agent.
     const args = ['/bin/sh', '-c', 'touch /dev/nvidia-fake; exec 3</dev/nvidia-fake; i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done'];
     const pid = await runTestContainer(t.ctrd, { id: containerId, image: TEST_IMAGE_REF, args, namespace: t.namespace, logPath: t.originalLog(containerId) });
     for (let i = 0; i < 100 && !(await fs.readlink(`/proc/${pid}/fd/3`).catch(() => '')).startsWith('/dev/nvidia'); i++) await sleep(50);
     const cuda = new RestoredPidsFakeCuda(pid);
     // The real agent with a TEST DOUBLE for libcuda/NVML (no GPU here): one 16 GiB GPU, the shell holding 1 GiB on it.
-    const gpu: GpuSupport = {
-      ...systemGpuSupport(),
-      driver: async () => cuda,
-      availability: async () => ({
-        driverVersion: 'test',
-        cudaDriverApiVersion: 13000,
-        source: 'nvml',
-        gpus: [{ index: 0, uuid: GPU, name: 'Test GPU', memoryTotalBytes: 2 ** 34, memoryFreeBytes: 2 ** 33, memoryUsedBytes: 2 ** 33, processes: [{ pid, usedBytes: 2 ** 30 }] }],
-      }),
-    };
+    const gpu = testGpuSupport(cuda, [{ pid, usedBytes: 2 ** 30 }]);
     t.agent.agent.ctx.gpu = gpu;
     try {
       await createPod('cuda');
