@@ -14,7 +14,7 @@ import { restoreTaskGpu } from './gpu/task-gpu.ts';
 import type { ReportStep } from './operations/registry.ts';
 import { createStepTimer } from './operations/step-timer.ts';
 import { SANDBOX_KIND, SANDBOX_KIND_LABEL, checkRestoreTarget, parseSpec, restoreSpec, sandboxHoldingNetns, type RestoreTarget, type TargetSandbox } from './spec.ts';
-import { ROOTFS_DIFF_FILE, SPEC_FILE, hostCopyDigest, isHostCopyPath, isValidCheckpointId, rootfsDiffFile, type CheckpointManifest } from './store/manifest.ts';
+import { ROOTFS_DIFF_FILE, SPEC_FILE, isHostCopyPath, isValidCheckpointId, rootfsDiffFile, type CheckpointManifest } from './store/manifest.ts';
 
 export const OCI_SPEC_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
 const LEASE_TTL_MS = 60 * 60 * 1000;
@@ -79,15 +79,19 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
   const logPath = restoreLogPath(ctx.logDir, namespace, containerId);
   const created = { lease: false, snapshot: false, container: false, task: false };
   let workspaceDir: string | undefined;
+  let hostCopyVerification: Promise<unknown> = Promise.resolve();
   let succeeded = false;
   try {
     // Hashing every file takes longest, so it runs beside everything up to the task: the preflight, the
     // lease, the target pod's sandbox, the snapshot with the rootfs diff (containerd checks the diff's
     // digest itself), the container record and the image links. All of that is undone if the artifact
     // is corrupt, and the verify error is the one reported; no task (shim, runc, CRIU) starts before it passes.
-    // Host copies of GPU memory are verified chunk by chunk while the GPU restore writes them back.
+    // Host copies of GPU memory (most of a GPU checkpoint's bytes) are hashed beside everything up to the
+    // CUDA restore: the restored processes are unlocked only once they passed (restoreTaskGpu).
     const verification = measure('checksums', () => store.verify(request.checkpointId, isHostCopyPath));
     verification.catch(() => undefined);
+    if (unverified.gpu?.hostCopies) hostCopyVerification = measure('host-copy-checksums', () => store.verify(request.checkpointId, (rel) => !isHostCopyPath(rel)));
+    hostCopyVerification.catch(() => undefined);
     const unlessCorrupt = async <T>(work: Promise<T>): Promise<T> => {
       try {
         return await work;
@@ -173,12 +177,7 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
     if (manifest.gpu) {
       const gpuRecord = manifest.gpu;
       // A restored task whose GPU state cannot come back would stay frozen in CUDA: it is killed, not handed out.
-      const hostCopies = {
-        artifactDir: artifact,
-        copies: (gpuRecord.hostCopies ?? []).map((copy) => ({ ...copy, digest: hostCopyDigest(manifest, copy.file) })),
-        maxWorkers: store.hashingOptions.maxWorkers,
-        onPhase: step,
-      };
+      const hostCopies = { artifactDir: artifact, copies: gpuRecord.hostCopies ?? [], maxWorkers: store.hashingOptions.maxWorkers, verified: hostCopyVerification, onPhase: step };
       const restoreGpuAndVerify = async (): Promise<void> => {
         await restoreTaskGpu(gpuSupportOf(ctx), pid, gpuRecord, request.gpuPairs ?? [], log, hostCopies);
         const task = await containerd.getTask(containerId, call);
@@ -195,6 +194,8 @@ export async function restoreCheckpoint(ctx: AgentContext, request: RestoreReque
     return { namespace, containerId, pid, logPath, timings };
   } finally {
     await rollback(log, [
+      // Nothing of the operation keeps running after it ended (a failure before the GPU restore left it hashing).
+      ['finish host copy checksums', true, () => hostCopyVerification.catch(() => undefined)],
       ['delete task', created.task && !succeeded, () => containerd.deleteTask(containerId, call)],
       ['delete container', created.container && !succeeded, () => containerd.deleteContainer(containerId, call)],
       ['remove snapshot', created.snapshot && !succeeded, () => containerd.removeSnapshot(source.snapshotter, containerId, call)],

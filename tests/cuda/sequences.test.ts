@@ -41,6 +41,25 @@ describe('lockAndCheckpoint (with the FakeCudaDriver test double)', () => {
     expect(driver.calls).toEqual(expect.arrayContaining(['restore:10', 'unlock:10', 'restore:11', 'unlock:11', 'unlock:12']));
   });
 
+  it('runs beforeCheckpoint after every lock and before any checkpoint; beforeRollback runs before its failure is rolled back', async () => {
+    const driver = new FakeCudaDriver({ 10: 'running', 11: 'running' });
+    const seen: string[] = [];
+    await lockAndCheckpoint(driver, [10, 11], { lockTimeoutMs: 1_000, beforeCheckpoint: async (pids) => void seen.push(`before checkpoint of ${pids.join(',')} after ${driver.calls.join(',')}`) });
+    expect(seen).toEqual(['before checkpoint of 10,11 after lock:10,lock:11']);
+
+    const failing = new FakeCudaDriver({ 10: 'running' });
+    const events: string[] = [];
+    const stopFailed = new Error('could not stop the threads');
+    const err = await lockAndCheckpoint(failing, [10], {
+      lockTimeoutMs: 1_000,
+      beforeCheckpoint: async () => Promise.reject(stopFailed),
+      beforeRollback: async () => void events.push(`let go with ${failing.state(10)}`),
+    }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/could not stop the threads/);
+    expect(events).toEqual(['let go with locked']);
+    expect(failing.state(10)).toBe('running');
+  });
+
   it('reports what it could not roll back instead of hiding it', async () => {
     const driver = new FakeCudaDriver({ 10: 'running', 11: 'running' });
     driver.failNext('checkpoint', 11);
@@ -97,6 +116,20 @@ describe('restoreAndUnlock (with the FakeCudaDriver test double)', () => {
 
     await expect(restoreAndUnlock(driver, [10, 11])).resolves.toEqual([]);
     expect(statesOf(driver, [10, 11])).toEqual(['running', 'running']);
+  });
+
+  it('waits for beforeUnlock after every restore; its failure is thrown as it is and leaves every process locked', async () => {
+    const driver = new FakeCudaDriver({ 10: 'checkpointed', 11: 'checkpointed' });
+    const corrupt = new Error('host copy chunk 3 differs');
+    await expect(restoreAndUnlock(driver, [10, 11], { beforeUnlock: async () => Promise.reject(corrupt) })).rejects.toBe(corrupt);
+    expect(statesOf(driver, [10, 11])).toEqual(['locked', 'locked']);
+    expect(driver.calls.filter((call) => call.startsWith('unlock'))).toEqual([]);
+
+    const order: string[] = [];
+    const driverB = new FakeCudaDriver({ 12: 'checkpointed' });
+    await restoreAndUnlock(driverB, [12], { beforeUnlock: async () => order.push(`gate after ${driverB.calls.join(',')}`) });
+    expect(order).toEqual(['gate after restore:12']);
+    expect(statesOf(driverB, [12])).toEqual(['running']);
   });
 
   it('refuses a set with a failed CUDA state without touching it', async () => {

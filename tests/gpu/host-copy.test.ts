@@ -29,8 +29,9 @@ const getContainerd = useContainerd();
 const log = createLogger('host-copy-test');
 const MIB = 1 << 20;
 const DEVICE_MIB = 48;
-/** small chunks, so that the 48 MiB host copy is several chunks on the worker pool */
-const CHUNK_BYTES = 16 * MIB;
+/** small chunks and one worker: the 48 MiB host copy is two files (segments) of three chunks each */
+const CHUNK_BYTES = 8 * MIB;
+const SEGMENT_BYTES = 24 * MIB;
 
 describe('GPU host copy beside the CRIU image (real containerd + CRIU, fake GPU workload)', () => {
   let client: ContainerdClient;
@@ -45,7 +46,7 @@ describe('GPU host copy beside the CRIU image (real containerd + CRIU, fake GPU 
     root = path.join(containerd.dir, 'host-copy');
     await fs.mkdir(path.join(root, 'bin'), { recursive: true });
     binary = buildFakeGpuWorkload(path.join(root, 'bin'));
-    store = new CheckpointStore(path.join(root, 'store'), { chunkBytes: CHUNK_BYTES, maxWorkers: 2 });
+    store = new CheckpointStore(path.join(root, 'store'), { chunkBytes: CHUNK_BYTES, maxWorkers: 1 });
     await store.init();
     ctx = { containerd: client, store, log, nodeInfo: { node: 'test', kernel: 'test', criu: 'test', containerd: 'test' }, criuTimeoutMs: 120_000, logDir: path.join(root, 'logs') };
   });
@@ -106,12 +107,13 @@ describe('GPU host copy beside the CRIU image (real containerd + CRIU, fake GPU 
       const manifest = await checkpointContainer(ctx, { namespace: containerd.namespace, containerId: workload.id, leaveRunning: false, gpu: true }, (step) => steps.push(step));
       expect(steps).toEqual(['inspect', 'gpu-checkpoint', 'host-copy', 'pause', 'capture', 'commit', 'stop']);
       const copies = manifest.gpu?.hostCopies ?? [];
-      expect(copies).toHaveLength(1);
-      expect(copies[0]!.nsPid).toBe(1);
-      expect(totalBytes(copies[0]!.ranges)).toBe(DEVICE_MIB * MIB);
-      const file = manifest.files.find((entry) => entry.path === copies[0]!.file);
-      expect(file).toMatchObject({ size: DEVICE_MIB * MIB, chunkBytes: CHUNK_BYTES });
-      expect(file && 'chunkSha256' in file ? file.chunkSha256 : []).toHaveLength(DEVICE_MIB * MIB / CHUNK_BYTES);
+      expect(copies.map((copy) => [copy.nsPid, copy.file])).toEqual([[1, 'host-copy/pid-1-0.img'], [1, 'host-copy/pid-1-1.img']]);
+      expect(totalBytes(copies.flatMap((copy) => copy.ranges))).toBe(DEVICE_MIB * MIB);
+      for (const copy of copies) {
+        const file = manifest.files.find((entry) => entry.path === copy.file);
+        expect(file).toMatchObject({ size: SEGMENT_BYTES, chunkBytes: CHUNK_BYTES });
+        expect(file && 'chunkSha256' in file ? file.chunkSha256 : []).toHaveLength(SEGMENT_BYTES / CHUNK_BYTES);
+      }
       // CRIU dumped the rest of the process only: far less than the device memory it held.
       expect(await criuPageBytes(manifest.id)).toBeLessThan(8 * MIB);
       expect((await client.getTask(workload.id, { namespace: containerd.namespace })).status).toBe('STOPPED');
@@ -134,7 +136,7 @@ describe('GPU host copy beside the CRIU image (real containerd + CRIU, fake GPU 
     const workload = await startWorkload('host-copy-leave-running');
     try {
       const manifest = await checkpointContainer(ctx, { namespace: containerd.namespace, containerId: workload.id, leaveRunning: true, gpu: true }, () => undefined);
-      expect(manifest.gpu?.hostCopies).toHaveLength(1);
+      expect(manifest.gpu?.hostCopies).toHaveLength(2);
       expect((await client.getTask(workload.id, { namespace: containerd.namespace })).status).toBe('RUNNING');
       await waitForCounting(workload.stateDir, await fakeGpuCounter(workload.stateDir));
       expect(await workload.driver.checksum()).toBe(workload.checksum);
@@ -174,14 +176,14 @@ describe('GPU host copy beside the CRIU image (real containerd + CRIU, fake GPU 
       const manifest = await checkpointContainer(ctx, { namespace: containerd.namespace, containerId: workload.id, leaveRunning: false, gpu: true }, () => undefined);
       checkpointId = manifest.id;
       await remove(workload.id);
-      const image = path.join(store.artifactPath(manifest.id), manifest.gpu!.hostCopies![0]!.file);
+      const image = path.join(store.artifactPath(manifest.id), manifest.gpu!.hostCopies![1]!.file);
       const handle = await fs.open(image, 'r+');
       await handle.write(Buffer.from([0xff, 0x00, 0xff]), 0, 3, 2 * CHUNK_BYTES + 4096);
       await handle.close();
 
       const err = await restoreCheckpoint(ctx, { checkpointId: manifest.id, target: {} }, () => undefined).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(CorruptArtifactError);
-      expect((err as Error).message).toMatch(/host-copy\/pid-1\.img: checksum of chunk 2 /);
+      expect((err as Error).message).toMatch(/host-copy\/pid-1-1\.img: checksum of chunk 2 \(bytes 16777216-25165823\)/);
       await expect(client.getContainer(workload.id, { namespace: containerd.namespace })).rejects.toBeInstanceOf(NotFoundError);
     } finally {
       await remove(workload.id);

@@ -9,7 +9,9 @@
 # store-io (the agent store's hash and fsync rates; KYBERNATE_GPU_STORE_IO_FILE: a file of >= 4 GiB to hash).
 # KYBERNATE_GPU_STORE_DIR: the agent store of the container mode (default under the work dir; e.g. on /dev/shm).
 # KYBERNATE_GPU_DRY_RUN=1 runs the container mode without a GPU (CPU stand-in workload, no CUDA calls).
-# KYBERNATE_GPU_THP=always|madvise|never sets transparent huge pages for the proof (restored after).
+# KYBERNATE_GPU_THP=always|madvise|never sets transparent huge pages for every mode (restored after).
+# KYBERNATE_GPU_WARM_GIB=N first writes N GiB to /dev/shm and frees it: a VM whose memory the host backs on
+# first touch (the device tool's machines) is slow the first time memory is used, which real nodes are not.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 pack=${KYBERNATE_GPU_PACK:-.device/gpu}
@@ -57,6 +59,22 @@ cp "$criu_for_runc" "$stack/bin/criu"
   "$stack/bin/runc" --version | head -1
   ldd "$stack/bin/runc" | grep -E 'seccomp|not found'
 } 2>&1 | tee "$out/tools.log"
+
+thp_file=/sys/kernel/mm/transparent_hugepage/enabled
+if [ -n "${KYBERNATE_GPU_THP:-}" ]; then
+  thp_before=$(sed -E 's/.*\[([a-z]+)\].*/\1/' "$thp_file")
+  echo "$KYBERNATE_GPU_THP" > "$thp_file"
+  trap 'echo "$thp_before" > "$thp_file"' EXIT
+fi
+if [ "${KYBERNATE_GPU_WARM_GIB:-0}" -gt 0 ]; then
+  started=$(date +%s%N)
+  for i in $(seq 1 8); do
+    dd if=/dev/zero of="/dev/shm/kybernate-warm-$i" bs=1M count=$(( KYBERNATE_GPU_WARM_GIB * 128 )) status=none &
+  done
+  wait
+  rm -f /dev/shm/kybernate-warm-*
+  echo "warmed ${KYBERNATE_GPU_WARM_GIB} GiB of memory in $(( ($(date +%s%N) - started) / 1000000 )) ms" | tee -a "$out/tools.log"
+fi
 
 mode=${KYBERNATE_GPU_RUN:-proof}
 [ "$mode" = both ] && mode=proof,investigate

@@ -8,12 +8,32 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CorruptArtifactError } from '../../src/agent/errors.ts';
 import { gainedRanges, parseMaps, totalBytes, type Mapping, type MemoryRange } from '../../src/agent/memory/maps.ts';
-import { fillMemoryImages, planChunks, releaseMemory, saveMemoryImages, type MemoryImageDigest } from '../../src/agent/memory/memory-image.ts';
+import { fillMemoryImages, planChunks, releaseMemory, saveMemoryImages, segmentBytesFor, splitIntoSegments, type MemoryImageDigest } from '../../src/agent/memory/memory-image.ts';
 import { loadPtrace } from '../../src/agent/memory/ptrace.ts';
 import { StoppedProcess } from '../../src/agent/memory/stopped-process.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+
+describe('splitIntoSegments and segmentBytesFor', () => {
+  it('cuts the ranges into consecutive groups of at most segmentBytes, cutting a range where a group is full', () => {
+    expect(splitIntoSegments([{ start: 0x1000, length: 10 }, { start: 0x9000, length: 3 }], 4)).toEqual([
+      [{ start: 0x1000, length: 4 }],
+      [{ start: 0x1004, length: 4 }],
+      [{ start: 0x1008, length: 2 }, { start: 0x9000, length: 2 }],
+      [{ start: 0x9002, length: 1 }],
+    ]);
+    expect(splitIntoSegments([{ start: 0x1000, length: 8 }], 8)).toEqual([[{ start: 0x1000, length: 8 }]]);
+    expect(splitIntoSegments([], 8)).toEqual([]);
+  });
+
+  it('makes segments of whole chunks, about two per worker, never less than one chunk', () => {
+    // 18.4 GB in 64 MiB chunks on 16 workers: 274 chunks / 32 -> 8 chunks (512 MiB) a segment
+    expect(segmentBytesFor(18_369_105_920, { chunkBytes: 64 * MiB, maxWorkers: 16 })).toBe(512 * MiB);
+    expect(segmentBytesFor(3 * MiB, { chunkBytes: 64 * MiB, maxWorkers: 16 })).toBe(64 * MiB);
+    expect(segmentBytesFor(48 * MiB, { chunkBytes: 8 * MiB, maxWorkers: 1 })).toBe(24 * MiB);
+  });
+});
 
 describe('planChunks', () => {
   it('cuts one range into chunks of chunkBytes, the last one shorter', () => {

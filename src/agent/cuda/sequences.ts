@@ -23,6 +23,12 @@ export interface LockAndCheckpointOptions extends SequenceOptions {
 export interface RestoreAndUnlockOptions extends SequenceOptions {
   /** Old -> new GPU UUIDs when restoring onto other GPUs; must name every checkpointed GPU. */
   gpuPairs?: readonly GpuUuidPair[];
+  /**
+   * Runs once every process is restored (GPU memory back, still locked) and before any is unlocked, e.g.
+   * waiting for the checksums of the memory just restored. Its failure is thrown as it is and leaves the
+   * processes locked: their CUDA calls stay blocked, and the caller must not let them run.
+   */
+  beforeUnlock?: () => Promise<unknown>;
 }
 
 const defaultLog = createLogger('agent.cuda');
@@ -142,6 +148,7 @@ export async function restoreAndUnlock(
     const rollbackFailures = await forEachConcurrently(restored, (pid) => api.checkpoint(pid), undone);
     throw new CudaSequenceError('restore+unlock', pids, restoreFailures[0]!, rollbackFailures, 'all processes are checkpointed again');
   }
+  await options.beforeUnlock?.();
   const toUnlock = pids.filter((pid) => states.get(pid) !== 'running');
   const unlocked: number[] = [];
   const unlockFailures: Error[] = [];

@@ -6,7 +6,7 @@ import type { CudaCheckpointApi } from '../cuda/api.ts';
 import { lockAndCheckpoint, restoreAndUnlock } from '../cuda/sequences.ts';
 import { FailedPreconditionError } from '../errors.ts';
 import { gainedRanges, parseMaps, totalBytes, type Mapping, type MemoryRange } from '../memory/maps.ts';
-import { fillMemoryImages, releaseMemory, saveMemoryImages, type MemoryImageDigest, type MemoryImageOptions } from '../memory/memory-image.ts';
+import { fillMemoryImages, MemoryReleaseError, releaseMemory, saveMemoryImages, segmentBytesFor, splitIntoSegments, type MemoryImageDigest, type MemoryImageOptions } from '../memory/memory-image.ts';
 import type { Ptrace } from '../memory/ptrace.ts';
 import { StoppedProcess } from '../memory/stopped-process.ts';
 import { HOST_COPY_DIR } from '../store/manifest.ts';
@@ -16,8 +16,12 @@ import { HOST_COPY_DIR } from '../store/manifest.ts';
  * memory is large allocations, while small ones may be allocator memory the process hands out again.
  */
 export const MIN_HOST_COPY_RANGE_BYTES = 2 << 20;
+const EINVAL = 22;
 
-/** Where one CUDA process's host copy of its GPU memory is stored in the artifact (manifest `gpu.hostCopies`). */
+/**
+ * One image file of a CUDA process's host copy of its GPU memory in the artifact (manifest `gpu.hostCopies`).
+ * A process's copy is split over several files, written in parallel (segmentBytesFor).
+ */
 export interface HostCopy {
   /** the process's pid in its own pid namespace: the same after CRIU's restore, unlike the host pid */
   nsPid: number;
@@ -119,6 +123,11 @@ export async function checkpointKeepingHostCopyOut(
           const restoreTid = await api.getRestoreThreadId(pid);
           const stopped = await holdForHostCopy(ptrace, pid, options);
           if (!stopped) continue;
+          if (!stopped.threads.includes(restoreTid)) {
+            await stopped.detach();
+            log.warn({ pid, restoreTid }, 'the driver names a restore thread the process does not have: its GPU memory goes into the CRIU image');
+            continue;
+          }
           const process: HeldProcess = { stopped, restoreTid, before: [] };
           held.set(pid, process);
           process.before = await readMaps(procRoot, pid);
@@ -137,14 +146,17 @@ export async function checkpointKeepingHostCopyOut(
   try {
     for (const process of held.values()) await process.stopped.haltThread(process.restoreTid);
     const copies: (HostCopy & { pid: number })[] = [];
+    const gained = new Map<number, MemoryRange[]>();
     for (const [pid, process] of held) {
       const ranges = gainedRanges(process.before, await readMaps(procRoot, pid), MIN_HOST_COPY_RANGE_BYTES);
       if (ranges.length === 0) {
         log.warn({ pid }, 'the process gained no large memory during its CUDA checkpoint; its GPU memory stays in the CRIU image');
         continue;
       }
+      gained.set(pid, ranges);
       const nsPid = await namespacePid(procRoot, pid);
-      copies.push({ pid, nsPid, file: `${HOST_COPY_DIR}/pid-${nsPid}.img`, ranges });
+      const segments = splitIntoSegments(ranges, segmentBytesFor(totalBytes(ranges), options));
+      segments.forEach((segment, k) => copies.push({ pid, nsPid, file: `${HOST_COPY_DIR}/pid-${nsPid}-${k}.img`, ranges: segment }));
     }
     if (copies.length === 0) {
       await letGo();
@@ -155,13 +167,25 @@ export async function checkpointKeepingHostCopyOut(
       copies.map((copy) => ({ pid: copy.pid, ranges: copy.ranges, file: path.join(options.artifactDir, copy.file) })),
       options,
     );
-    for (const [i, copy] of copies.entries()) {
-      const saved = { ...copy, digest: digests[i]! };
-      await releaseMemory(held.get(copy.pid)!.stopped, copy.ranges);
-      released.push(saved);
+    const saved = copies.map((copy, i) => ({ ...copy, digest: digests[i]! }));
+    for (const [pid, ranges] of gained) {
+      const ofProcess = saved.filter((copy) => copy.pid === pid);
+      try {
+        await releaseMemory(held.get(pid)!.stopped, ranges);
+      } catch (err) {
+        if (!(err instanceof MemoryReleaseError && err.errno === EINVAL && err.releasedRanges === 0)) {
+          released.push(...ofProcess);
+          throw err;
+        }
+        // Locked memory cannot be freed from outside: this copy stays in the process, and so in CRIU's image.
+        log.warn({ pid }, 'the host copy of GPU memory is locked memory: it stays in the CRIU image');
+        await Promise.all(ofProcess.map((copy) => fs.rm(path.join(options.artifactDir, copy.file), { force: true })));
+        continue;
+      }
+      released.push(...ofProcess);
     }
     await letGo();
-    log.info({ copies: copies.map((c) => ({ pid: c.pid, nsPid: c.nsPid, ranges: c.ranges.length, bytes: totalBytes(c.ranges) })) }, 'host copy of GPU memory saved beside the CRIU image');
+    log.info({ pids: [...new Set(released.map((c) => c.pid))], files: released.length, bytes: totalBytes(released.flatMap((c) => c.ranges)) }, 'host copy of GPU memory saved beside the CRIU image');
     return released;
   } catch (err) {
     log.warn({ err: errorMessage(err), released: released.map((c) => c.pid) }, 'saving the host copy failed; putting everything back');
@@ -207,15 +231,11 @@ export async function putHostCopiesBack(copies: readonly SavedHostCopy[], artifa
 }
 
 /**
- * After CRIU restored a container: writes each recorded host copy into the restored process that has the
- * recorded namespace pid, verifying every chunk, before the CUDA restore reads it.
+ * After CRIU restored a container: copies each recorded host copy into the restored process that has the
+ * recorded namespace pid, before the CUDA restore reads it. Only copies: the caller verifies the files'
+ * checksums beside the restore and must not let the processes run on (unlock them) before they passed.
  */
-export async function fillRestoredHostCopies(
-  cudaPids: readonly number[],
-  copies: readonly (HostCopy & { digest: MemoryImageDigest })[],
-  artifactDir: string,
-  options: MemoryImageOptions,
-): Promise<void> {
+export async function fillRestoredHostCopies(cudaPids: readonly number[], copies: readonly HostCopy[], artifactDir: string, options: MemoryImageOptions): Promise<void> {
   const procRoot = options.procRoot ?? '/proc';
   const byNsPid = new Map(await Promise.all(cudaPids.map(async (pid) => [await namespacePid(procRoot, pid), pid] as const)));
   const placed = copies.map((copy) => {
@@ -226,7 +246,7 @@ export async function fillRestoredHostCopies(
         cudaPids,
       });
     }
-    return { pid, ranges: copy.ranges, file: path.join(artifactDir, copy.file), digest: copy.digest };
+    return { pid, ranges: copy.ranges, file: path.join(artifactDir, copy.file) };
   });
   await fillMemoryImages(placed, options);
 }

@@ -4,9 +4,8 @@ import type { GpuUuidPair } from '../cuda/api.ts';
 import { findCudaProcesses } from '../cuda/processes.ts';
 import { lockAndCheckpoint, restoreAndUnlock } from '../cuda/sequences.ts';
 import { FailedPreconditionError } from '../errors.ts';
-import type { MemoryImageDigest } from '../memory/memory-image.ts';
 import { loadPtrace, type Ptrace } from '../memory/ptrace.ts';
-import type { HashingOptions } from '../store/hashing.ts';
+import { DEFAULT_CHUNK_BYTES, type HashingOptions } from '../store/hashing.ts';
 import { containerPids } from './cgroup.ts';
 import { checkpointKeepingHostCopyOut, fillRestoredHostCopies, putHostCopiesBack, type HostCopy, type SavedHostCopy } from './host-copy.ts';
 import { gpuPairsFor, gpuRecord, type GpuRecord } from './record.ts';
@@ -81,8 +80,8 @@ export async function checkpointTaskGpu(gpu: GpuSupport, initPid: number, log: L
 }
 
 /** CUDA restore (onto `gpuPairs`' GPUs when given) and unlock of processes whose GPU memory is in place. */
-async function restoreOnto(gpu: GpuSupport, cudaPids: readonly number[], log: Logger, gpuPairs?: readonly GpuUuidPair[]): Promise<void> {
-  await restoreAndUnlock(await gpu.driver(), cudaPids, { log, ...(gpuPairs ? { gpuPairs } : {}) });
+async function restoreOnto(gpu: GpuSupport, cudaPids: readonly number[], log: Logger, gpuPairs?: readonly GpuUuidPair[], beforeUnlock?: () => Promise<unknown>): Promise<void> {
+  await restoreAndUnlock(await gpu.driver(), cudaPids, { log, ...(gpuPairs ? { gpuPairs } : {}), ...(beforeUnlock ? { beforeUnlock } : {}) });
 }
 
 /**
@@ -95,20 +94,22 @@ export async function restoreTaskGpuInPlace(gpu: GpuSupport, task: CheckpointedG
   await restoreOnto(gpu, task.cudaPids, log);
 }
 
-/** A recorded host copy with the digests its manifest entry holds, and the artifact that has its file. */
+/** The host copies a restore writes back, from the artifact that holds their files. */
 export interface StoredHostCopies {
   artifactDir: string;
-  copies: (HostCopy & { digest: MemoryImageDigest })[];
+  copies: HostCopy[];
   maxWorkers: number;
+  /** the checksums of the copies' files, verified beside the restore: the processes are unlocked only once they passed */
+  verified: Promise<unknown>;
   /** called when the host copies are written back and the CUDA restore begins (an operation step) */
   onPhase?: (name: 'gpu-restore') => void;
 }
 
 /**
  * After CRIU restored the container (its processes are CUDA-checkpointed, with new host pids): writes the
- * host copies kept beside the image back into them (each chunk verified), then restores their GPU state
- * onto this node's GPUs (mapped when the recorded ones are not here) and unlocks them; restoreAndUnlock
- * checks that each is running.
+ * host copies kept beside the image back into them, then restores their GPU state onto this node's GPUs
+ * (mapped when the recorded ones are not here), and unlocks them once the copies' checksums passed;
+ * restoreAndUnlock checks that each is running. A failed checksum leaves them locked (the caller kills them).
  */
 export async function restoreTaskGpu(
   gpu: GpuSupport,
@@ -122,15 +123,11 @@ export async function restoreTaskGpu(
   const gpuPairs = gpuPairsFor(record, availability.gpus, requestedPairs);
   const cudaPids = await cudaProcessesOfTask(gpu, initPid, 'GPU restore');
   if (hostCopies && hostCopies.copies.length > 0) {
-    await fillRestoredHostCopies(cudaPids, hostCopies.copies, hostCopies.artifactDir, {
-      chunkBytes: hostCopies.copies[0]!.digest.chunkBytes,
-      maxWorkers: hostCopies.maxWorkers,
-      procRoot: gpu.procRoot,
-    });
-    log.info({ cudaPids, hostCopies: hostCopies.copies.length }, 'host copies of GPU memory written back');
+    await fillRestoredHostCopies(cudaPids, hostCopies.copies, hostCopies.artifactDir, { chunkBytes: DEFAULT_CHUNK_BYTES, maxWorkers: hostCopies.maxWorkers, procRoot: gpu.procRoot });
+    log.info({ cudaPids, files: hostCopies.copies.length }, 'host copies of GPU memory written back');
     hostCopies.onPhase?.('gpu-restore');
   }
-  await restoreOnto(gpu, cudaPids, log, gpuPairs);
+  await restoreOnto(gpu, cudaPids, log, gpuPairs, hostCopies ? () => hostCopies.verified : undefined);
   log.info({ cudaPids, gpuPairs }, 'GPU state of the restored container is back');
   return { cudaPids, gpuPairs };
 }

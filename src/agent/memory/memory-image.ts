@@ -52,6 +52,51 @@ export function planChunks(ranges: readonly MemoryRange[], chunkBytes: number): 
   return chunks;
 }
 
+/**
+ * Cuts ranges into consecutive groups of at most `segmentBytes` (a range cut where a group is full), one
+ * image file each: a buffered write takes the file's inode lock (tmpfs, ext4), so workers writing one
+ * file at the same time wait for each other, while workers writing different files do not.
+ */
+export function splitIntoSegments(ranges: readonly MemoryRange[], segmentBytes: number): MemoryRange[][] {
+  const segments: MemoryRange[][] = [];
+  let current: MemoryRange[] = [];
+  let filled = 0;
+  for (const range of ranges) {
+    let done = 0;
+    while (done < range.length) {
+      const length = Math.min(range.length - done, segmentBytes - filled);
+      current.push({ start: range.start + done, length });
+      done += length;
+      filled += length;
+      if (filled === segmentBytes) {
+        segments.push(current);
+        current = [];
+        filled = 0;
+      }
+    }
+  }
+  if (current.length > 0) segments.push(current);
+  return segments;
+}
+
+/** Segment size for `bytes` of memory: whole chunks, about two segments per worker so that every worker has a file of its own. */
+export function segmentBytesFor(bytes: number, options: Pick<MemoryImageOptions, 'chunkBytes' | 'maxWorkers'>): number {
+  const chunks = Math.ceil(bytes / options.chunkBytes);
+  return options.chunkBytes * Math.max(1, Math.floor(chunks / (2 * options.maxWorkers)));
+}
+
+/** Chunk tasks of several images, taking one chunk of each image in turn: workers running at the same time write different files. */
+function interleaved<T>(perImage: T[][]): { task: T; image: number; chunk: number }[] {
+  const order: { task: T; image: number; chunk: number }[] = [];
+  const longest = Math.max(0, ...perImage.map((tasks) => tasks.length));
+  for (let chunk = 0; chunk < longest; chunk++) {
+    perImage.forEach((tasks, image) => {
+      if (chunk < tasks.length) order.push({ task: tasks[chunk]!, image, chunk });
+    });
+  }
+  return order;
+}
+
 /** What to save of (or fill into) one process. */
 export interface ProcessImage {
   pid: number;
@@ -81,38 +126,38 @@ export async function saveMemoryImages(images: readonly ProcessImage[], options:
       }
     }),
   );
-  const tasks: CopyTask[] = images.flatMap((image, i) =>
-    plans[i]!.map((chunk) => ({
-      source: memPath(options, image.pid),
-      target: image.file,
-      pieces: chunk.pieces.map((piece) => ({ from: piece.address, to: piece.fileOffset, length: piece.length })),
-    })),
+  const order = interleaved(
+    images.map((image, i) =>
+      plans[i]!.map((chunk): CopyTask => ({
+        source: memPath(options, image.pid),
+        target: image.file,
+        pieces: chunk.pieces.map((piece) => ({ from: piece.address, to: piece.fileOffset, length: piece.length })),
+      })),
+    ),
   );
   // A half-written image is never left behind for a caller that retries into the same place.
-  const digests = await copyAndHashChunks(tasks, options.maxWorkers).catch(async (err: unknown) => {
+  const digests = await copyAndHashChunks(order.map(({ task }) => task), options.maxWorkers).catch(async (err: unknown) => {
     await Promise.all(images.map((image) => fs.rm(image.file, { force: true })));
     throw err;
   });
-  let next = 0;
-  return images.map((image, i) => {
-    const chunkSha256 = digests.slice(next, next + plans[i]!.length);
-    next += plans[i]!.length;
-    return { size: totalBytes(image.ranges), chunkBytes: options.chunkBytes, chunkSha256 };
-  });
+  const chunkSha256 = images.map((_, i) => new Array<string>(plans[i]!.length));
+  order.forEach(({ image, chunk }, i) => (chunkSha256[image]![chunk] = digests[i]!));
+  return images.map((image, i) => ({ size: totalBytes(image.ranges), chunkBytes: options.chunkBytes, chunkSha256: chunkSha256[i]! }));
 }
 
 /**
- * Writes each image back into its process's memory, verifying every chunk against its digest as it goes.
- * Refuses before writing anything when an image's size differs from its ranges or a range is not private
- * anonymous memory of the process (a foreign or edited artifact). A chunk that differs from its digest is
- * a CorruptArtifactError naming the file and chunk: the process then holds those wrong bytes and must not
- * be resumed by the caller.
+ * Writes each image back into its process's memory. Refuses before writing anything when an image's size
+ * differs from its ranges or a range is not private anonymous memory of the process (a foreign or edited
+ * artifact). Images with a `digest` are verified chunk by chunk as they are written: a chunk that differs is
+ * a CorruptArtifactError naming the file and chunk, and the process then holds those wrong bytes and must
+ * not be resumed by the caller. Images without one are only copied (the caller verifies them otherwise).
  */
-export async function fillMemoryImages(images: readonly (ProcessImage & { digest: MemoryImageDigest })[], options: MemoryImageOptions): Promise<void> {
+export async function fillMemoryImages(images: readonly (ProcessImage & { digest?: MemoryImageDigest })[], options: MemoryImageOptions): Promise<void> {
   for (const image of images) {
     const size = await fs.stat(image.file).then((stat) => stat.size, () => -1);
-    if (size !== image.digest.size || totalBytes(image.ranges) !== image.digest.size) {
-      throw new CorruptArtifactError(`memory image ${image.file} is ${size} bytes, its ranges need ${totalBytes(image.ranges)} and the manifest records ${image.digest.size}`, {
+    const expected = totalBytes(image.ranges);
+    if (size !== expected || (image.digest && image.digest.size !== expected)) {
+      throw new CorruptArtifactError(`memory image ${image.file} is ${size} bytes, its ranges need ${expected}${image.digest ? ` and the manifest records ${image.digest.size}` : ''}`, {
         file: image.file,
         pid: image.pid,
       });
@@ -122,50 +167,63 @@ export async function fillMemoryImages(images: readonly (ProcessImage & { digest
       throw new CorruptArtifactError(`memory image ${image.file} names ranges that are not private anonymous memory of process ${image.pid}`, { file: image.file, pid: image.pid });
     }
   }
-  const plans = images.map((image) => planChunks(image.ranges, image.digest.chunkBytes));
+  const plans = images.map((image) => planChunks(image.ranges, image.digest?.chunkBytes ?? options.chunkBytes));
   images.forEach((image, i) => {
-    if (plans[i]!.length !== image.digest.chunkSha256.length) {
+    if (image.digest && plans[i]!.length !== image.digest.chunkSha256.length) {
       throw new CorruptArtifactError(`memory image ${image.file} has ${plans[i]!.length} chunks, the manifest records ${image.digest.chunkSha256.length}`, { file: image.file });
     }
   });
-  const tasks: CopyTask[] = images.flatMap((image, i) =>
-    plans[i]!.map((chunk) => ({
-      source: image.file,
-      target: memPath(options, image.pid),
-      pieces: chunk.pieces.map((piece) => ({ from: piece.fileOffset, to: piece.address, length: piece.length })),
-    })),
+  const order = interleaved(
+    images.map((image, i) =>
+      plans[i]!.map((chunk): CopyTask => ({
+        source: image.file,
+        target: memPath(options, image.pid),
+        pieces: chunk.pieces.map((piece) => ({ from: piece.fileOffset, to: piece.address, length: piece.length })),
+        hash: image.digest !== undefined,
+      })),
+    ),
   );
-  const digests = await copyAndHashChunks(tasks, options.maxWorkers);
-  let next = 0;
-  for (const [i, image] of images.entries()) {
-    const chunks = plans[i]!;
-    const bad = chunks.flatMap((chunk, c) => (digests[next + c] === image.digest.chunkSha256[c] ? [] : [{ index: c, chunk }]));
-    next += chunks.length;
-    if (bad.length > 0) {
-      const { index, chunk } = bad[0]!;
-      throw new CorruptArtifactError(
-        `memory image ${image.file}: checksum of chunk ${index} (bytes ${chunk.fileOffset}-${chunk.fileOffset + chunk.length - 1})${bad.length > 1 ? ` and ${bad.length - 1} more chunks` : ''} differs from the manifest`,
-        { file: image.file, pid: image.pid, chunks: bad.map((b) => b.index) },
-      );
-    }
+  const digests = await copyAndHashChunks(order.map(({ task }) => task), options.maxWorkers);
+  const bad = new Map<number, number[]>();
+  order.forEach(({ image, chunk }, i) => {
+    const recorded = images[image]!.digest?.chunkSha256[chunk];
+    if (recorded !== undefined && digests[i] !== recorded) bad.set(image, [...(bad.get(image) ?? []), chunk]);
+  });
+  for (const [image, chunks] of bad) {
+    const file = images[image]!.file;
+    const chunkBytes = images[image]!.digest!.chunkBytes;
+    const first = Math.min(...chunks);
+    const length = plans[image]![first]!.length;
+    throw new CorruptArtifactError(
+      `memory image ${file}: checksum of chunk ${first} (bytes ${first * chunkBytes}-${first * chunkBytes + length - 1})${chunks.length > 1 ? ` and ${chunks.length - 1} more chunks` : ''} differs from the manifest`,
+      { file, pid: images[image]!.pid, chunks },
+    );
   }
 }
 
 const SYS_MADVISE = 28;
 const MADV_DONTNEED = 4;
 
+/** madvise refused a range; `releasedRanges` of the ranges before it were freed. */
+export class MemoryReleaseError extends ProcessControlError {
+  readonly errno: number;
+  readonly releasedRanges: number;
+
+  constructor(pid: number, range: MemoryRange, errno: number, releasedRanges: number) {
+    super(`madvise(MADV_DONTNEED) of ${range.length} bytes at 0x${range.start.toString(16)} in process ${pid} failed: errno ${errno}`, { pid, errno, releasedRanges });
+    this.errno = errno;
+    this.releasedRanges = releasedRanges;
+  }
+}
+
 /**
  * Frees the ranges in the stopped process (madvise MADV_DONTNEED, run by one of its threads): the mappings
- * stay, their pages are gone and read as zeros until written again. CRIU then dumps them as empty.
+ * stay, their pages are gone and read as zeros until written again. CRIU then dumps them as empty. Locked
+ * memory (mlock) is refused with EINVAL.
  */
 export async function releaseMemory(stopped: StoppedProcess, ranges: readonly MemoryRange[]): Promise<void> {
-  for (const range of ranges) {
+  for (const [i, range] of ranges.entries()) {
     const result = await stopped.syscall(SYS_MADVISE, [range.start, range.length, MADV_DONTNEED]);
-    if (result !== 0) {
-      throw new ProcessControlError(`madvise(MADV_DONTNEED) of ${range.length} bytes at 0x${range.start.toString(16)} in process ${stopped.pid} failed: errno ${-result}`, {
-        pid: stopped.pid,
-        errno: -result,
-      });
-    }
+    if (result !== 0) throw new MemoryReleaseError(stopped.pid, range, -result, i);
   }
 }

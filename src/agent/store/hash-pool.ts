@@ -16,6 +16,8 @@ export interface CopyTask {
   source: string;
   target: string | null;
   pieces: { from: number; to: number; length: number }[];
+  /** false: copy only (the bytes are verified elsewhere); the task's result is then '' */
+  hash?: boolean;
 }
 
 /** A worker could not read or write its range (the file shrank, the process is gone, the address is not mapped). */
@@ -49,9 +51,9 @@ const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const { openSync, readSync, writeSync, closeSync } = require('node:fs');
 const buffer = Buffer.allocUnsafe(${BUFFER_BYTES});
-parentPort.on('message', ({ index, source, target, pieces }) => {
+parentPort.on('message', ({ index, source, target, pieces, hash: hashing }) => {
   try {
-    const hash = createHash('sha256');
+    const hash = hashing === false ? null : createHash('sha256');
     const from = openSync(source, 'r');
     let to = -1;
     try {
@@ -61,7 +63,7 @@ parentPort.on('message', ({ index, source, target, pieces }) => {
         while (done < piece.length) {
           const read = readSync(from, buffer, 0, Math.min(buffer.length, piece.length - done), piece.from + done);
           if (read === 0) throw Object.assign(new Error('source ends at byte ' + (piece.from + done)), { code: 'ESHORT' });
-          hash.update(buffer.subarray(0, read));
+          if (hash) hash.update(buffer.subarray(0, read));
           if (to >= 0) for (let written = 0; written < read; ) written += writeSync(to, buffer, written, read - written, piece.to + done + written);
           done += read;
         }
@@ -70,7 +72,7 @@ parentPort.on('message', ({ index, source, target, pieces }) => {
       closeSync(from);
       if (to >= 0) closeSync(to);
     }
-    parentPort.postMessage({ index, sha256: hash.digest('hex') });
+    parentPort.postMessage({ index, sha256: hash ? hash.digest('hex') : '' });
   } catch (err) {
     parentPort.postMessage({ index, error: String(err && err.message), code: err && err.code });
   }
@@ -82,7 +84,8 @@ type WorkerReply = { index: number; sha256: string } | { index: number; error: s
 /**
  * Runs copy-and-hash tasks on up to `maxWorkers` worker threads, started for this call and ended with it
  * (an idle agent holds no threads), and resolves with the sha256 of each task's bytes in the order of
- * `tasks`. The first failure ends every worker and rejects.
+ * `tasks` ('' for copy-only tasks). Tasks start in the order given. The first failure ends every worker
+ * and rejects.
  */
 export async function copyAndHashChunks(tasks: CopyTask[], maxWorkers: number): Promise<string[]> {
   if (tasks.length === 0) return [];

@@ -135,14 +135,18 @@ export function parseManifest(text: string, expectedId?: string): CheckpointMani
 
 /**
  * Host copies and host-copy files must match one to one: each listed in chunks of the size of its ranges,
- * whose addresses ascend without overlap (they are written into the restored process), one per process.
+ * whose addresses ascend without overlap, also across the copies (files) of one process: they are written
+ * into the restored process.
  */
 function checkHostCopies(manifest: CheckpointManifest, context: Record<string, unknown>): void {
   const copies = manifest.gpu?.hostCopies ?? [];
   if (copies.length > 0 && manifest.schemaVersion < 3) throw new CorruptArtifactError(`checkpoint manifest v${manifest.schemaVersion} has host copies (added in v3)`, context);
   const files = new Map(manifest.files.map((file) => [file.path, file]));
-  const nsPids = new Set<number>();
+  const rangesOf = new Map<number, { start: number; length: number }[]>();
+  const named = new Set<string>();
   for (const copy of copies) {
+    if (named.has(copy.file)) throw new CorruptArtifactError(`checkpoint manifest names host copy "${copy.file}" twice`, context);
+    named.add(copy.file);
     const file = files.get(copy.file);
     if (!isHostCopyPath(copy.file) || !file) throw new CorruptArtifactError(`checkpoint manifest names host copy "${copy.file}", which is not a listed ${HOST_COPY_DIR}/ file`, context);
     if (!('chunkSha256' in file)) throw new CorruptArtifactError(`checkpoint manifest records host copy "${copy.file}" whole, not in chunks`, context);
@@ -152,10 +156,16 @@ function checkHostCopies(manifest: CheckpointManifest, context: Record<string, u
       const previous = copy.ranges[i - 1]!;
       if (copy.ranges[i]!.start < previous.start + previous.length) throw new CorruptArtifactError(`host copy "${copy.file}" has overlapping or unsorted ranges`, context);
     }
-    if (nsPids.has(copy.nsPid)) throw new CorruptArtifactError(`checkpoint manifest has two host copies of namespace pid ${copy.nsPid}`, context);
-    nsPids.add(copy.nsPid);
+    rangesOf.set(copy.nsPid, [...(rangesOf.get(copy.nsPid) ?? []), ...copy.ranges]);
   }
-  const named = new Set(copies.map((copy) => copy.file));
+  for (const [nsPid, ranges] of rangesOf) {
+    const sorted = [...ranges].sort((a, b) => a.start - b.start);
+    for (let i = 1; i < sorted.length; i++) {
+      if (sorted[i]!.start < sorted[i - 1]!.start + sorted[i - 1]!.length) {
+        throw new CorruptArtifactError(`host copies of namespace pid ${nsPid} overlap (two files would write the same memory)`, context);
+      }
+    }
+  }
   const unnamed = manifest.files.find((file) => isHostCopyPath(file.path) && !named.has(file.path));
   if (unnamed) throw new CorruptArtifactError(`checkpoint manifest lists "${unnamed.path}", which no host copy names`, context);
 }
@@ -170,13 +180,6 @@ function checkChunkedEntry(schemaVersion: number, file: Static<typeof ChunkedFil
   if (file.chunkSha256.length !== expected) {
     throw new CorruptArtifactError(`checkpoint manifest lists ${file.chunkSha256.length} chunk checksums for "${file.path}", its size needs ${expected}`, context);
   }
-}
-
-/** A host copy's file entry as the size and chunk digests a restore verifies it against (parseManifest ensures it is chunked). */
-export function hostCopyDigest(manifest: CheckpointManifest, file: string): { size: number; chunkBytes: number; chunkSha256: string[] } {
-  const entry = manifest.files.find((candidate) => candidate.path === file);
-  if (!entry || !('chunkSha256' in entry)) throw new CorruptArtifactError(`checkpoint ${manifest.id} has no chunked entry for host copy ${file}`, { checkpoint: manifest.id });
-  return { size: entry.size, chunkBytes: entry.chunkBytes, chunkSha256: entry.chunkSha256 };
 }
 
 /** The manifest's rootfs diff entry, recorded whole (parseManifest ensures it): its sha256 is a containerd digest. */

@@ -3,7 +3,6 @@ import { CorruptArtifactError } from '../../../src/agent/errors.ts';
 import {
   compareArtifactFiles,
   describeProblems,
-  hostCopyDigest,
   isArtifactPath,
   isHostCopyPath,
   parseManifest,
@@ -174,10 +173,11 @@ describe('parseManifest, host copies of GPU memory (v3)', () => {
     ['its ranges overlap', () => withHostCopies([{ ...hostCopy, ranges: [{ start: 0x1000, length: 6 }, { start: 0x1005, length: 4 }] }]), /host copy "host-copy\/1.img" has overlapping or unsorted ranges/],
     ['its ranges descend', () => withHostCopies([{ ...hostCopy, ranges: [{ start: 0x2000, length: 6 }, { start: 0x1000, length: 4 }] }]), /overlapping or unsorted ranges/],
     [
-      'two copies have the same nsPid',
-      () => withHostCopies([hostCopy, { ...hostCopy, file: 'host-copy/2.img' }], [hostCopyFile, { ...hostCopyFile, path: 'host-copy/2.img' }]),
-      /two host copies of namespace pid 1/,
+      'two files of one process overlap',
+      () => withHostCopies([hostCopy, { ...hostCopy, file: 'host-copy/2.img', ranges: [{ start: 0x7f0000100002, length: 10 }] }], [hostCopyFile, { ...hostCopyFile, path: 'host-copy/2.img' }]),
+      /host copies of namespace pid 1 overlap/,
     ],
+    ['one file named by two copies', () => withHostCopies([hostCopy, { ...hostCopy, nsPid: 2 }]), /names host copy "host-copy\/1.img" twice/],
     ['a host-copy/ file no copy names', () => withHostCopies([hostCopy], [hostCopyFile, { ...hostCopyFile, path: 'host-copy/9.img' }]), /lists "host-copy\/9.img", which no host copy names/],
     ['a host-copy/ file without any host copy', () => ({ ...sampleManifest({ schemaVersion: 3 }), files: [...sampleManifest().files, hostCopyFile] }), /lists "host-copy\/1.img", which no host copy names/],
     ['host copies in a v2 manifest', () => withHostCopies([hostCopy], [hostCopyFile], 2), /v2 has host copies \(added in v3\)/],
@@ -187,6 +187,14 @@ describe('parseManifest, host copies of GPU memory (v3)', () => {
     const error = rejection(build());
     expect(error).toBeInstanceOf(CorruptArtifactError);
     expect((error as Error).message).toMatch(message);
+  });
+
+  it("accepts a process's copy split over several files (segments written in parallel)", () => {
+    const segments = withHostCopies(
+      [hostCopy, { nsPid: 1, file: 'host-copy/2.img', ranges: [{ start: 0x7f0000200000, length: 10 }] }],
+      [hostCopyFile, { ...hostCopyFile, path: 'host-copy/2.img' }],
+    );
+    expect(parseManifest(JSON.stringify(segments)).gpu?.hostCopies).toHaveLength(2);
   });
 
   it('accepts ranges that touch without overlapping', () => {
@@ -213,20 +221,5 @@ describe('isHostCopyPath', () => {
     ['host-copy/../spec.json', false],
   ])('isArtifactPath(%s) -> %s', (path, expected) => {
     expect(isArtifactPath(path)).toBe(expected);
-  });
-});
-
-describe('hostCopyDigest', () => {
-  it("returns the chunked entry's size and chunk digests", () => {
-    const manifest = sampleManifest({ schemaVersion: 3 });
-    manifest.files.push({ path: 'host-copy/1.img', size: 10, chunkBytes: 4, chunkSha256: [sha('c'), sha('d'), sha('e')] });
-    expect(hostCopyDigest(manifest, 'host-copy/1.img')).toEqual({ size: 10, chunkBytes: 4, chunkSha256: [sha('c'), sha('d'), sha('e')] });
-  });
-
-  it('throws CorruptArtifactError for a file that is not listed or is recorded whole', () => {
-    const manifest = sampleManifest({ schemaVersion: 3 });
-    manifest.files.push({ path: 'host-copy/1.img', size: 10, sha256: sha('c') });
-    expect(() => hostCopyDigest(manifest, 'host-copy/2.img')).toThrow(CorruptArtifactError);
-    expect(() => hostCopyDigest(manifest, 'host-copy/1.img')).toThrow(/has no chunked entry for host copy host-copy\/1.img/);
   });
 });
