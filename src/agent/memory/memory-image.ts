@@ -19,7 +19,7 @@ export interface MemoryImageDigest {
 export interface MemoryImageOptions {
   chunkBytes: number;
   maxWorkers: number;
-  /** /proc, where /proc/<pid>/mem and maps are */
+  /** /proc, where the processes' maps are */
   procRoot?: string;
 }
 
@@ -105,10 +105,6 @@ export interface ProcessImage {
   file: string;
 }
 
-function memPath(options: MemoryImageOptions, pid: number): string {
-  return path.join(options.procRoot ?? '/proc', String(pid), 'mem');
-}
-
 /**
  * Copies each process's ranges into a new image file (0600), all chunks of all processes on one worker
  * pool, and returns each image's chunk digests. The processes must not change those ranges meanwhile (their
@@ -129,8 +125,8 @@ export async function saveMemoryImages(images: readonly ProcessImage[], options:
   const order = interleaved(
     images.map((image, i) =>
       plans[i]!.map((chunk): CopyTask => ({
-        source: memPath(options, image.pid),
-        target: image.file,
+        source: { pid: image.pid },
+        target: { file: image.file },
         pieces: chunk.pieces.map((piece) => ({ from: piece.address, to: piece.fileOffset, length: piece.length })),
       })),
     ),
@@ -176,8 +172,8 @@ export async function fillMemoryImages(images: readonly (ProcessImage & { digest
   const order = interleaved(
     images.map((image, i) =>
       plans[i]!.map((chunk): CopyTask => ({
-        source: image.file,
-        target: memPath(options, image.pid),
+        source: { file: image.file },
+        target: { pid: image.pid },
         pieces: chunk.pieces.map((piece) => ({ from: piece.fileOffset, to: piece.address, length: piece.length })),
         hash: image.digest !== undefined,
       })),

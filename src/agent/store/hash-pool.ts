@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 /** One byte range of a file to hash. */
@@ -8,16 +9,26 @@ export interface ChunkTask {
 }
 
 /**
+ * Where a task reads or writes: a file (positions are offsets) or a process's memory (positions are its
+ * addresses, moved with process_vm_readv/writev: one page-table walk and lock round per 16 pages, where
+ * /proc/<pid>/mem takes one per 4 KiB page).
+ */
+export type Endpoint = { file: string } | { pid: number };
+
+/**
  * Bytes read from `source` at each piece's `from`, hashed in order and, when `target` is set, written to
- * it at the piece's `to`. Source and target are paths: a file, or /proc/<pid>/mem, whose positions are
- * the process's addresses (how the agent copies process memory to an image file and back).
+ * it at the piece's `to` (how the agent copies process memory to an image file and back).
  */
 export interface CopyTask {
-  source: string;
-  target: string | null;
+  source: Endpoint;
+  target: Endpoint | null;
   pieces: { from: number; to: number; length: number }[];
   /** false: copy only (the bytes are verified elsewhere); the task's result is then '' */
   hash?: boolean;
+}
+
+function describeEndpoint(endpoint: Endpoint): string {
+  return 'file' in endpoint ? endpoint.file : `memory of process ${endpoint.pid}`;
 }
 
 /** A worker could not read or write its range (the file shrank, the process is gone, the address is not mapped). */
@@ -29,7 +40,7 @@ export class ChunkReadError extends Error {
     const first = task.pieces[0];
     const last = task.pieces.at(-1);
     const range = first && last ? ` bytes ${first.from}-${last.from + last.length - 1}` : '';
-    super(`${task.source}${range}${task.target ? ` -> ${task.target}` : ''}: ${message}`);
+    super(`${describeEndpoint(task.source)}${range}${task.target ? ` -> ${describeEndpoint(task.target)}` : ''}: ${message}`);
     this.name = 'ChunkReadError';
     this.task = task;
     this.code = code;
@@ -47,37 +58,67 @@ const BUFFER_BYTES = 4 << 20;
  * written from, so a copy is hashed exactly as it was written.
  */
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const { openSync, readSync, writeSync, closeSync } = require('node:fs');
 const buffer = Buffer.allocUnsafe(${BUFFER_BYTES});
+let processVm;
+function processMemory() {
+  if (!processVm) {
+    const koffi = require(workerData.koffi);
+    const libc = koffi.load('libc.so.6');
+    const LocalIov = koffi.struct('LocalIov', { base: 'void *', len: 'size_t' });
+    const RemoteIov = koffi.struct('RemoteIov', { base: 'uint64_t', len: 'size_t' });
+    const signature = '(int pid, const LocalIov *local, unsigned long lcount, const RemoteIov *remote, unsigned long rcount, unsigned long flags)';
+    processVm = { read: libc.func('intptr_t process_vm_readv' + signature), write: libc.func('intptr_t process_vm_writev' + signature), errno: () => koffi.errno() };
+  }
+  return processVm;
+}
+function open(endpoint, flags) {
+  return 'file' in endpoint ? { fd: openSync(endpoint.file, flags) } : { pid: endpoint.pid, vm: processMemory() };
+}
+function close(end) {
+  if (end && end.fd !== undefined) closeSync(end.fd);
+}
+function moved(end, call, bytes, position) {
+  if (end.fd !== undefined) return call === 'read' ? readSync(end.fd, buffer, 0, bytes, position) : writeSync(end.fd, buffer, bytes.offset, bytes.length, position);
+  const local = call === 'read' ? buffer.subarray(0, bytes) : buffer.subarray(bytes.offset, bytes.offset + bytes.length);
+  const done = Number(end.vm[call](end.pid, [{ base: local, len: local.length }], 1, [{ base: BigInt(position), len: local.length }], 1, 0));
+  if (done < 0) {
+    const errno = end.vm.errno();
+    throw Object.assign(new Error('process_vm_' + call + 'v of process ' + end.pid + ' at 0x' + position.toString(16) + ' failed: errno ' + errno), { code: 'E' + errno });
+  }
+  return done;
+}
 parentPort.on('message', ({ index, source, target, pieces, hash: hashing }) => {
+  let from;
+  let to;
   try {
     const hash = hashing === false ? null : createHash('sha256');
-    const from = openSync(source, 'r');
-    let to = -1;
-    try {
-      if (target !== null) to = openSync(target, 'r+');
-      for (const piece of pieces) {
-        let done = 0;
-        while (done < piece.length) {
-          const read = readSync(from, buffer, 0, Math.min(buffer.length, piece.length - done), piece.from + done);
-          if (read === 0) throw Object.assign(new Error('source ends at byte ' + (piece.from + done)), { code: 'ESHORT' });
-          if (hash) hash.update(buffer.subarray(0, read));
-          if (to >= 0) for (let written = 0; written < read; ) written += writeSync(to, buffer, written, read - written, piece.to + done + written);
-          done += read;
-        }
+    from = open(source, 'r');
+    if (target !== null) to = open(target, 'r+');
+    for (const piece of pieces) {
+      let done = 0;
+      while (done < piece.length) {
+        const read = moved(from, 'read', Math.min(buffer.length, piece.length - done), piece.from + done);
+        if (read === 0) throw Object.assign(new Error('source ends at byte ' + (piece.from + done)), { code: 'ESHORT' });
+        if (hash) hash.update(buffer.subarray(0, read));
+        if (to) for (let written = 0; written < read; ) written += moved(to, 'write', { offset: written, length: read - written }, piece.to + done + written);
+        done += read;
       }
-    } finally {
-      closeSync(from);
-      if (to >= 0) closeSync(to);
     }
     parentPort.postMessage({ index, sha256: hash ? hash.digest('hex') : '' });
   } catch (err) {
     parentPort.postMessage({ index, error: String(err && err.message), code: err && err.code });
+  } finally {
+    close(from);
+    close(to);
   }
 });
 `;
+
+/** koffi's entry, for workers that move process memory (resolved here: an eval'd worker has no module path of its own). */
+const koffiEntry = (): string => createRequire(import.meta.url).resolve('koffi');
 
 type WorkerReply = { index: number; sha256: string } | { index: number; error: string; code?: string };
 
@@ -90,7 +131,8 @@ type WorkerReply = { index: number; sha256: string } | { index: number; error: s
 export async function copyAndHashChunks(tasks: CopyTask[], maxWorkers: number): Promise<string[]> {
   if (tasks.length === 0) return [];
   const results = new Array<string>(tasks.length);
-  const workers = Array.from({ length: Math.max(1, Math.min(maxWorkers, tasks.length)) }, () => new Worker(WORKER_SOURCE, { eval: true }));
+  const workerData = { koffi: tasks.some((task) => 'pid' in task.source || (task.target && 'pid' in task.target)) ? koffiEntry() : null };
+  const workers = Array.from({ length: Math.max(1, Math.min(maxWorkers, tasks.length)) }, () => new Worker(WORKER_SOURCE, { eval: true, workerData }));
   let next = 0;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -126,7 +168,7 @@ export async function copyAndHashChunks(tasks: CopyTask[], maxWorkers: number): 
 /** Hashes byte ranges of files with sha256 on up to `maxWorkers` worker threads; results keep the order of `tasks`. */
 export async function hashChunks(tasks: ChunkTask[], maxWorkers: number): Promise<string[]> {
   return copyAndHashChunks(
-    tasks.map(({ file, start, length }) => ({ source: file, target: null, pieces: [{ from: start, to: 0, length }] })),
+    tasks.map(({ file, start, length }) => ({ source: { file }, target: null, pieces: [{ from: start, to: 0, length }] })),
     maxWorkers,
   );
 }

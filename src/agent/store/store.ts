@@ -191,12 +191,14 @@ export class CheckpointStore {
    * Checks every file against the manifest's sizes and checksums, each file hashed the way the manifest
    * recorded it (whole, or in its chunks); throws CorruptArtifactError naming the differences (file and chunk).
    * Files for which `checksumsLater` holds are only checked for presence and size: the caller verifies
-   * their chunks as it reads them (a restore writing host copies back), and must use nothing it has not.
+   * them otherwise (a restore hashes the host copies beside its other steps) and must use nothing it has
+   * not. `maxWorkers` caps the hashing threads below the store's (work that runs beside other work).
    */
-  async verify(id: string, checksumsLater: (rel: string) => boolean = () => false): Promise<CheckpointManifest> {
+  async verify(id: string, options: { checksumsLater?: (rel: string) => boolean; maxWorkers?: number } = {}): Promise<CheckpointManifest> {
     const manifest = await this.get(id);
     const dir = this.artifactPath(id);
-    const problems = await checkFiles(dir, manifest.files, this.hashing, checksumsLater);
+    const hashing = { ...this.hashing, ...(options.maxWorkers ? { maxWorkers: options.maxWorkers } : {}) };
+    const problems = await checkFiles(dir, manifest.files, hashing, options.checksumsLater);
     if (problems.length > 0) {
       throw new CorruptArtifactError(`checkpoint ${id} does not match its manifest: ${describeProblems(problems)}`, { checkpoint: id, problems });
     }

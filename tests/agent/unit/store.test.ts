@@ -312,29 +312,29 @@ describe('CheckpointStore with host copies of GPU memory', () => {
     await hosts.commit(manifest);
     const later = (rel: string): boolean => rel.startsWith('host-copy/');
     expect(await hosts.verify('ck-h')).toEqual(manifest);
-    expect(await hosts.verify('ck-h', later)).toEqual(manifest);
+    expect(await hosts.verify('ck-h', { checksumsLater: later })).toEqual(manifest);
 
     const copy = path.join(hosts.artifactPath('ck-h'), 'host-copy/1.img');
     const handle = await fs.open(copy, 'r+');
     await handle.write(Buffer.from([hostCopyBytes[2 * CHUNK + 10]! ^ 0xff]), 0, 1, 2 * CHUNK + 10);
     await handle.close();
     // Same size, other bytes: left to the caller with the predicate, caught without it.
-    expect(await hosts.verify('ck-h', later)).toEqual(manifest);
+    expect(await hosts.verify('ck-h', { checksumsLater: later })).toEqual(manifest);
     await expect(hosts.verify('ck-h')).rejects.toThrow(/host-copy\/1.img: checksum of chunk 2 \(bytes 8192-12287\)/);
 
     // The predicate spares only the files it names.
     const pages = path.join(hosts.artifactPath('ck-h'), 'criu/pages-1.img');
     await fs.writeFile(pages, Buffer.alloc(2 * CHUNK + 1, 8));
-    await expect(hosts.verify('ck-h', later)).rejects.toThrow(/criu\/pages-1.img: checksum of chunk 0/);
+    await expect(hosts.verify('ck-h', { checksumsLater: later })).rejects.toThrow(/criu\/pages-1.img: checksum of chunk 0/);
     await fs.writeFile(pages, Buffer.alloc(2 * CHUNK + 1, 7));
-    expect(await hosts.verify('ck-h', later)).toEqual(manifest);
+    expect(await hosts.verify('ck-h', { checksumsLater: later })).toEqual(manifest);
 
     await fs.truncate(copy, 3 * CHUNK);
-    await expect(hosts.verify('ck-h', later)).rejects.toThrow(/host-copy\/1.img: size 12288 != recorded 12293/);
+    await expect(hosts.verify('ck-h', { checksumsLater: later })).rejects.toThrow(/host-copy\/1.img: size 12288 != recorded 12293/);
     await fs.appendFile(copy, Buffer.alloc(10));
-    await expect(hosts.verify('ck-h', later)).rejects.toThrow(/host-copy\/1.img: size 12298 != recorded 12293/);
+    await expect(hosts.verify('ck-h', { checksumsLater: later })).rejects.toThrow(/host-copy\/1.img: size 12298 != recorded 12293/);
     await fs.rm(copy);
-    const error = await hosts.verify('ck-h', later).catch((err: unknown) => err);
+    const error = await hosts.verify('ck-h', { checksumsLater: later }).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(CorruptArtifactError);
     expect((error as Error).message).toMatch(/host-copy\/1.img: missing/);
   });
