@@ -64,7 +64,7 @@ cp "$stack_tar" "$pack/stack.tar.xz"
 bundle() {
   npx esbuild "$1" --bundle --platform=node --format=esm --target=node20 \
     --external:koffi --log-level=warning --outfile="$2" \
-    --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
+    --banner:js="import { createRequire as kybernateBundleRequire } from 'node:module'; const require = kybernateBundleRequire(import.meta.url);"
 }
 for entry in run-proof investigate store-io; do bundle "tests/gpu/$entry.ts" "$pack/$entry.mjs"; done
 mkdir -p "$pack/agent"
