@@ -165,6 +165,7 @@ const GRPC_STATUS_BY_CODE: Record<string, grpc.status> = {
   BaseImageMissing: grpc.status.FAILED_PRECONDITION,
   PidCollision: grpc.status.FAILED_PRECONDITION,
   CorruptArtifact: grpc.status.DATA_LOSS,
+  GpuStateLost: grpc.status.DATA_LOSS,
   GpuUnavailable: grpc.status.FAILED_PRECONDITION,
   UnsupportedCudaDriver: grpc.status.FAILED_PRECONDITION,
   Unavailable: grpc.status.UNAVAILABLE,

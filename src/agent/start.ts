@@ -7,6 +7,7 @@ import type { Logger } from '../lib/log.ts';
 import { Agent } from './agent.ts';
 import type { AgentConfig } from './config.ts';
 import { ContainerdClient } from './containerd/client.ts';
+import { systemGpuSupport } from './gpu/support.ts';
 import { criuVersion, hasNvidiaDriver, nodeName, thpWarning, transparentHugePages } from './node-info.ts';
 import { OperationRegistry } from './operations/registry.ts';
 import { createAgentServer, listen } from './server.ts';
@@ -34,7 +35,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const store = new CheckpointStore(config.storeRoot);
   const nodeInfo = { node: nodeName(), kernel: os.release(), criu: await criuVersion(config.criuBinary), containerd: containerdVersion };
   const operations = new OperationRegistry(path.join(config.storeRoot, 'operations'), log);
-  const agent = new Agent({ containerd, store, log, nodeInfo, criuTimeoutMs: config.criuTimeoutMs, logDir: config.logDir }, operations);
+  const gpu = systemGpuSupport({ hostCopy: config.gpuHostCopy });
+  const agent = new Agent({ containerd, store, log, nodeInfo, criuTimeoutMs: config.criuTimeoutMs, logDir: config.logDir, gpu }, operations);
   await agent.init();
 
   const server = createAgentServer(agent, log);
@@ -48,7 +50,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     : undefined;
   const bound = await listen(server, { socketPath: config.socketPath, ...(tcp ? { tcp } : {}) });
   const thp = await transparentHugePages();
-  log.info({ socket: config.socketPath, tcpPort: bound.tcpPort, store: config.storeRoot, ...nodeInfo, transparentHugePages: thp }, 'agent serving');
+  log.info({ socket: config.socketPath, tcpPort: bound.tcpPort, store: config.storeRoot, ...nodeInfo, transparentHugePages: thp, gpuHostCopy: config.gpuHostCopy }, 'agent serving');
   const warning = thpWarning(thp, hasNvidiaDriver());
   if (warning) log.warn({ transparentHugePages: thp }, warning);
   return {

@@ -97,6 +97,25 @@ function interleaved<T>(perImage: T[][]): { task: T; image: number; chunk: numbe
   return order;
 }
 
+/**
+ * One copy task per chunk of each image, from the process's memory into the file ('save') or back
+ * ('fill'), interleaved across images; `hash(image)`: whether that image's chunks are hashed.
+ */
+function chunkTasks(images: readonly ProcessImage[], plans: ImageChunk[][], direction: 'save' | 'fill', hash: (image: number) => boolean) {
+  return interleaved(
+    images.map((image, i) =>
+      plans[i]!.map((chunk): CopyTask => {
+        const memory = { pid: image.pid };
+        const file = { file: image.file };
+        const pieces = chunk.pieces.map((piece) =>
+          direction === 'save' ? { from: piece.address, to: piece.fileOffset, length: piece.length } : { from: piece.fileOffset, to: piece.address, length: piece.length },
+        );
+        return direction === 'save' ? { source: memory, target: file, pieces, hash: hash(i) } : { source: file, target: memory, pieces, hash: hash(i) };
+      }),
+    ),
+  );
+}
+
 /** What to save of (or fill into) one process. */
 export interface ProcessImage {
   pid: number;
@@ -122,15 +141,7 @@ export async function saveMemoryImages(images: readonly ProcessImage[], options:
       }
     }),
   );
-  const order = interleaved(
-    images.map((image, i) =>
-      plans[i]!.map((chunk): CopyTask => ({
-        source: { pid: image.pid },
-        target: { file: image.file },
-        pieces: chunk.pieces.map((piece) => ({ from: piece.address, to: piece.fileOffset, length: piece.length })),
-      })),
-    ),
-  );
+  const order = chunkTasks(images, plans, 'save', () => true);
   // A half-written image is never left behind for a caller that retries into the same place.
   const digests = await copyAndHashChunks(order.map(({ task }) => task), options.maxWorkers).catch(async (err: unknown) => {
     await Promise.all(images.map((image) => fs.rm(image.file, { force: true })));
@@ -169,16 +180,7 @@ export async function fillMemoryImages(images: readonly (ProcessImage & { digest
       throw new CorruptArtifactError(`memory image ${image.file} has ${plans[i]!.length} chunks, the manifest records ${image.digest.chunkSha256.length}`, { file: image.file });
     }
   });
-  const order = interleaved(
-    images.map((image, i) =>
-      plans[i]!.map((chunk): CopyTask => ({
-        source: { file: image.file },
-        target: { pid: image.pid },
-        pieces: chunk.pieces.map((piece) => ({ from: piece.fileOffset, to: piece.address, length: piece.length })),
-        hash: image.digest !== undefined,
-      })),
-    ),
-  );
+  const order = chunkTasks(images, plans, 'fill', (image) => images[image]!.digest !== undefined);
   const digests = await copyAndHashChunks(order.map(({ task }) => task), options.maxWorkers);
   const bad = new Map<number, number[]>();
   order.forEach(({ image, chunk }, i) => {

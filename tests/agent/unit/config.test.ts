@@ -11,7 +11,14 @@ describe('parseAgentConfig', () => {
       logDir: '/var/log/kybernate/tasks',
       criuTimeoutMs: 600_000,
       criuBinary: 'criu',
+      gpuHostCopy: 'agent',
     });
+  });
+
+  it('lets CRIU write the host copy of GPU memory instead of the agent, and names the choices of a wrong value', () => {
+    expect(parseAgentConfig({ KYBERNATE_GPU_HOST_COPY: 'criu' }, []).gpuHostCopy).toBe('criu');
+    expect(parseAgentConfig({ KYBERNATE_GPU_HOST_COPY: 'criu' }, ['--gpu-host-copy=agent']).gpuHostCopy).toBe('agent');
+    expect(() => parseAgentConfig({}, ['--gpu-host-copy=parallel'])).toThrow(/--gpu-host-copy must be one of agent, criu, not "parallel"/);
   });
 
   it('takes flags over environment variables', () => {
