@@ -34,7 +34,9 @@ function summarize(dir: string): Row[] {
   const containerFiles = files.filter((name) => /^container-\w+\.json$/.test(name) || name === 'gpu-container-results.json');
   return containerFiles.flatMap((name) =>
     readRows(path.join(dir, name)).map((row): Row => {
-      const p = plain.get(row.gib);
+      // A baseline that failed (its row has an error) is no baseline: its columns stay empty, its error is kept.
+      const measured = plain.get(row.gib);
+      const p = measured && !measured.error ? measured : undefined;
       const hostCopies = ((row.manifest_gpu as { hostCopies?: { ranges: { length: number }[] }[] } | null)?.hostCopies ?? []);
       const plainCheckpoint = p ? Number(p.cuda_checkpoint_s) + Number(p.criu_dump_s) : null;
       return {
@@ -66,6 +68,7 @@ function summarize(dir: string): Row[] {
         host_copy_files: hostCopies.length,
         checkpoint_steps_ms: row.checkpoint_steps_ms,
         restore_steps_ms: row.restore_steps_ms,
+        ...(measured?.error ? { plain_error: measured.error } : {}),
         ...(row.error ? { error: row.error } : {}),
       };
     }),
