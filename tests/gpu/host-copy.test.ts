@@ -145,6 +145,28 @@ describe('GPU host copy beside the CRIU image (real containerd + CRIU, fake GPU 
     }
   }, 120_000);
 
+  it('--gpu-host-copy=criu: no host copy is kept, CRIU dumps the device memory with the rest, and the restore brings it back', async () => {
+    const { containerd } = getContainerd();
+    const workload = await startWorkload('host-copy-criu');
+    ctx.gpu = { ...ctx.gpu!, hostCopy: 'criu' };
+    try {
+      const steps: string[] = [];
+      const manifest = await checkpointContainer(ctx, { namespace: containerd.namespace, containerId: workload.id, leaveRunning: false, gpu: true }, (step) => steps.push(step));
+      expect(steps).toEqual(['inspect', 'gpu-checkpoint', 'pause', 'capture', 'commit', 'stop']);
+      expect(manifest.gpu?.hostCopies).toBeUndefined();
+      expect(manifest.files.filter((file) => file.path.startsWith('host-copy/'))).toEqual([]);
+      expect(await criuPageBytes(manifest.id)).toBeGreaterThan(DEVICE_MIB * MIB);
+
+      await remove(workload.id);
+      const counterAtCheckpoint = await fakeGpuCounter(workload.stateDir);
+      await restoreCheckpoint(ctx, { checkpointId: manifest.id, target: {} }, () => undefined);
+      await waitForCounting(workload.stateDir, counterAtCheckpoint);
+      expect(await workload.driver.checksum()).toBe(workload.checksum);
+    } finally {
+      await remove(workload.id);
+    }
+  }, 120_000);
+
   it('a CRIU failure after the host copy was freed puts it back: the workload runs on with its memory, nothing is stored', async () => {
     const { containerd } = getContainerd();
     const workload = await startWorkload('host-copy-rollback');

@@ -74,21 +74,28 @@ function processMemory() {
   }
   return processVm;
 }
+// An endpoint moves bytes between the worker's buffer and a file or a process's memory, at a position.
 function open(endpoint, flags) {
-  return 'file' in endpoint ? { fd: openSync(endpoint.file, flags) } : { pid: endpoint.pid, vm: processMemory() };
-}
-function close(end) {
-  if (end && end.fd !== undefined) closeSync(end.fd);
-}
-function moved(end, call, bytes, position) {
-  if (end.fd !== undefined) return call === 'read' ? readSync(end.fd, buffer, 0, bytes, position) : writeSync(end.fd, buffer, bytes.offset, bytes.length, position);
-  const local = call === 'read' ? buffer.subarray(0, bytes) : buffer.subarray(bytes.offset, bytes.offset + bytes.length);
-  const done = Number(end.vm[call](end.pid, [{ base: local, len: local.length }], 1, [{ base: BigInt(position), len: local.length }], 1, 0));
-  if (done < 0) {
-    const errno = end.vm.errno();
-    throw Object.assign(new Error('process_vm_' + call + 'v of process ' + end.pid + ' at 0x' + position.toString(16) + ' failed: errno ' + errno), { code: 'E' + errno });
+  if ('file' in endpoint) {
+    const fd = openSync(endpoint.file, flags);
+    return {
+      read: (length, position) => readSync(fd, buffer, 0, length, position),
+      write: (offset, length, position) => writeSync(fd, buffer, offset, length, position),
+      close: () => closeSync(fd),
+    };
   }
-  return done;
+  const vm = processMemory();
+  const move = (call, local, position) => {
+    const done = Number(vm[call](endpoint.pid, [{ base: local, len: local.length }], 1, [{ base: BigInt(position), len: local.length }], 1, 0));
+    if (done >= 0) return done;
+    const errno = vm.errno();
+    throw Object.assign(new Error('process_vm_' + call + 'v of process ' + endpoint.pid + ' at 0x' + position.toString(16) + ' failed: errno ' + errno), { code: 'E' + errno });
+  };
+  return {
+    read: (length, position) => move('read', buffer.subarray(0, length), position),
+    write: (offset, length, position) => move('write', buffer.subarray(offset, offset + length), position),
+    close: () => undefined,
+  };
 }
 parentPort.on('message', ({ index, source, target, pieces, hash: hashing }) => {
   let from;
@@ -100,10 +107,10 @@ parentPort.on('message', ({ index, source, target, pieces, hash: hashing }) => {
     for (const piece of pieces) {
       let done = 0;
       while (done < piece.length) {
-        const read = moved(from, 'read', Math.min(buffer.length, piece.length - done), piece.from + done);
+        const read = from.read(Math.min(buffer.length, piece.length - done), piece.from + done);
         if (read === 0) throw Object.assign(new Error('source ends at byte ' + (piece.from + done)), { code: 'ESHORT' });
         if (hash) hash.update(buffer.subarray(0, read));
-        if (to) for (let written = 0; written < read; ) written += moved(to, 'write', { offset: written, length: read - written }, piece.to + done + written);
+        if (to) for (let written = 0; written < read; ) written += to.write(written, read - written, piece.to + done + written);
         done += read;
       }
     }
@@ -111,8 +118,8 @@ parentPort.on('message', ({ index, source, target, pieces, hash: hashing }) => {
   } catch (err) {
     parentPort.postMessage({ index, error: String(err && err.message), code: err && err.code });
   } finally {
-    close(from);
-    close(to);
+    if (from) from.close();
+    if (to) to.close();
   }
 });
 `;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CudaCheckpointApi, CudaProcessState, GpuUuidPair } from '../../../src/agent/cuda/api.ts';
 import { CudaDriverError, type CudaStep } from '../../../src/agent/cuda/errors.ts';
+import { namespacePid } from '../../../src/agent/gpu/host-copy.ts';
 
 const SOURCE = path.join(import.meta.dirname, 'workload.c');
 const ERROR_NAMES: Record<number, string> = { 2: 'CUDA_ERROR_OUT_OF_MEMORY', 401: 'CUDA_ERROR_ILLEGAL_STATE', 999: 'CUDA_ERROR_UNKNOWN' };
@@ -94,9 +95,9 @@ export class FakeGpuDriver implements CudaCheckpointApi {
   /** The host tid of the workload's restore thread (it writes its tid in its own pid namespace). */
   async getRestoreThreadId(pid: number): Promise<number> {
     const nsTid = Number((await fs.readFile(path.join(this.stateDir, 'tid'), 'utf8')).trim());
-    for (const tid of await fs.readdir(`/proc/${pid}/task`)) {
-      const status = await fs.readFile(`/proc/${pid}/task/${tid}/status`, 'utf8').catch(() => '');
-      if (Number(/^NSpid:.*\s(\d+)$/m.exec(status)?.[1]) === nsTid) return Number(tid);
+    for (const tid of (await fs.readdir(`/proc/${pid}/task`)).map(Number)) {
+      // /proc/<tid> is there for every thread, if not listed: its NSpid is the thread's id in its namespace.
+      if ((await namespacePid('/proc', tid).catch(() => 0)) === nsTid) return tid;
     }
     throw new CudaDriverError('get-restore-thread-id', pid, 999, 'CUDA_ERROR_UNKNOWN', `no thread with namespace tid ${nsTid}`);
   }
